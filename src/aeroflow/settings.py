@@ -1,0 +1,70 @@
+"""Process settings, read from ``AEROFLOW_*`` environment variables and ``.env``.
+
+One ``Settings`` object is built at the composition root (``aeroflow.bootstrap``) and handed
+down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Only good for local runs: production refuses to start with it (see _refuse_unsafe_defaults).
+_DEV_CURSOR_SECRET = "aeroflow-development-cursor-secret"  # noqa: S105 - documented dev default
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AEROFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # --- storage -------------------------------------------------------------------------
+    storage_backend: Literal["duckdb", "bigquery"] = "duckdb"
+    duckdb_path: Path = Path("data/aeroflow.duckdb")
+    duckdb_threads: int = Field(default=2, ge=1, le=64)
+
+    gcp_project: str | None = None
+    bigquery_dataset: str = "aeroflow"
+    bigquery_location: str = "EU"
+    bigquery_api_endpoint: str | None = None  # e.g. a local emulator; None = real BigQuery
+    bigquery_max_bytes_billed: int = Field(default=10 * 1024**3, ge=10 * 1024**2)
+    bigquery_job_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # --- HTTP ----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    cursor_secret: SecretStr = SecretStr(_DEV_CURSOR_SECRET)
+    max_query_string_bytes: int = Field(default=4096, ge=256)
+
+    # --- ingest --------------------------------------------------------------------------
+    push_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    ingest_max_batch_messages: int = Field(default=2000, ge=1)
+    ingest_max_batch_wait_ms: float = Field(default=10.0, ge=0)
+    ingest_drain_timeout_seconds: float = Field(default=8.0, gt=0)
+
+    # --- observability -------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.environment == "production":
+            if self.cursor_secret.get_secret_value() == _DEV_CURSOR_SECRET:
+                raise ValueError("AEROFLOW_CURSOR_SECRET must be set in production")
+        if self.storage_backend == "bigquery" and not self.gcp_project:
+            raise ValueError("AEROFLOW_GCP_PROJECT is required with the bigquery backend")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

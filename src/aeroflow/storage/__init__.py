@@ -1,0 +1,1 @@
+"""Storage: one port (``port.FlightStore``) and its adapters (DuckDB, BigQuery)."""
