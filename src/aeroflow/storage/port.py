@@ -68,11 +68,17 @@ class WriteBatch:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """Counts per outcome. ``duplicates`` are message ids that were already stored."""
+    """Counts per outcome. ``duplicates`` are message ids that were already stored.
+
+    ``duplicate_ids`` names those message ids, so the group committer can tell each waiting
+    caller whether its own message was a duplicate. Adapters should fill it whenever
+    ``duplicates > 0``; the committer treats a count it cannot attribute as unknown.
+    """
 
     stored: int
     duplicates: int
     rejected: int
+    duplicate_ids: frozenset[str] = frozenset()
 
 
 # --- reads -------------------------------------------------------------------------------
