@@ -51,6 +51,28 @@ class Settings(BaseSettings):
     ingest_max_batch_wait_ms: float = Field(default=10.0, ge=0)
     ingest_drain_timeout_seconds: float = Field(default=8.0, gt=0)
 
+    # --- Pub/Sub (docs/pubsub.md) ----------------------------------------------------------
+    # Push requests carry a Google-signed OIDC token; verifying it is mandatory on Cloud Run.
+    push_oidc_enabled: bool = False
+    push_oidc_audience: str | None = None  # the push subscription's audience (its URL)
+    push_service_account: str | None = None  # email of the push subscription's identity
+    # Cloud Run sets K_SERVICE in every container; it is how we know we run there.
+    cloud_run_service: str | None = Field(default=None, validation_alias="K_SERVICE")
+    pubsub_project: str | None = None  # defaults to gcp_project
+    pubsub_topic: str = "flight-events"
+    pubsub_subscription: str = "flight-events-pull"
+    pubsub_message_ordering: bool = True  # ordering key = flight_id
+    # Publisher: batching and a bound on messages/bytes not yet acknowledged by Pub/Sub.
+    pubsub_publish_batch_max_messages: int = Field(default=1000, ge=1, le=1000)
+    pubsub_publish_batch_max_latency_ms: float = Field(default=10.0, ge=0)
+    pubsub_publish_max_in_flight_messages: int = Field(default=10_000, ge=1)
+    pubsub_publish_max_in_flight_bytes: int = Field(default=64 * 1024**2, ge=1024**2)
+    pubsub_publish_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Streaming pull: messages and bytes leased but not yet acked (client-side flow control).
+    pubsub_pull_max_messages: int = Field(default=4000, ge=1)
+    pubsub_pull_max_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    pubsub_pull_max_lease_seconds: int = Field(default=600, ge=10)
+
     # --- observability -------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
@@ -68,6 +90,15 @@ class Settings(BaseSettings):
                 raise ValueError("AEROFLOW_CURSOR_SECRET must be set in production")
         if self.storage_backend == "bigquery" and not self.gcp_project:
             raise ValueError("AEROFLOW_GCP_PROJECT is required with the bigquery backend")
+        # On Cloud Run the ingest URL is reachable by Google's front end: without token
+        # verification anyone who learns it could write flight events.
+        if self.cloud_run_service and not self.push_oidc_enabled:
+            raise ValueError("AEROFLOW_PUSH_OIDC_ENABLED=true is mandatory on Cloud Run")
+        if self.push_oidc_enabled and not (self.push_oidc_audience and self.push_service_account):
+            raise ValueError(
+                "AEROFLOW_PUSH_OIDC_AUDIENCE and AEROFLOW_PUSH_SERVICE_ACCOUNT are required"
+                " when push OIDC verification is on"
+            )
         return self
 
 
