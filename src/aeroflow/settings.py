@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     # Tracing: "none" keeps only W3C context propagation (no SDK, no export); "otlp" posts
-    # spans over OTLP/HTTP; "gcp" writes to Cloud Trace (needs the `gcp-trace` extra).
+    # spans over OTLP/HTTP; "gcp" sends them to Cloud Trace's OTLP endpoint.
     tracing_exporter: Literal["none", "otlp", "gcp"] = "none"
     tracing_otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     tracing_sample_ratio: float = Field(default=0.05, ge=0.0, le=1.0)

@@ -1,0 +1,121 @@
+"""Pure ASGI middleware: one server span and one access-log line per HTTP request.
+
+Pure ASGI (not Starlette's ``BaseHTTPMiddleware``) so streaming responses pass through
+untouched and the cost per request stays a few microseconds. It reads the route template that
+the router leaves in ``scope["route"]`` after matching, so logs and spans are labelled like
+the metrics: by template, never by raw path. Metrics are not recorded here (the API's own
+middleware does that).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aeroflow.observability.logging import log_request
+from aeroflow.observability.tracing import extract_http_context, get_tracer
+
+UNMATCHED_ROUTE = "<unmatched>"
+# Probes and scrapes arrive every few seconds: their lines are noise unless they fail.
+DEFAULT_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template, or ``<unmatched>`` (404s, before routing)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return str(scope.get("root_path", "")) + path
+    return UNMATCHED_ROUTE
+
+
+def _client_ip(headers: dict[str, str], scope: Scope) -> str | None:
+    # Cloud Run's front end puts the caller first in X-Forwarded-For.
+    forwarded = headers.get("x-forwarded-for")
+    if forwarded:
+        return forwarded.split(",", 1)[0].strip() or None
+    client = scope.get("client")
+    if client:
+        return str(client[0])
+    return None
+
+
+def _query_keys(query_string: bytes) -> list[str]:
+    keys: list[str] = []
+    for part in query_string.split(b"&"):
+        if part:
+            keys.append(part.split(b"=", 1)[0].decode("latin-1")[:64])
+    return keys
+
+
+class AccessLogMiddleware:
+    """Wrap the whole app: ``app = AccessLogMiddleware(app)`` (outermost, so it times it all)."""
+
+    def __init__(self, app: ASGIApp, *, quiet_paths: Collection[str] = DEFAULT_QUIET_PATHS) -> None:
+        self._app = app
+        self._quiet_paths = frozenset(quiet_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method: str = scope["method"]
+        status = 500
+        response_size = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_size
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                response_size += len(message.get("body", b""))
+            await send(message)
+
+        parent = extract_http_context(headers)
+        token = otel_context.attach(parent)
+        try:
+            with get_tracer().start_as_current_span(
+                method, kind=SpanKind.SERVER, record_exception=True, set_status_on_exception=True
+            ) as span:
+                try:
+                    await self._app(scope, receive, send_wrapper)
+                finally:
+                    route = route_template(scope)
+                    if span.is_recording():
+                        span.update_name(f"{method} {route}")
+                        attributes: dict[str, Any] = {
+                            "http.request.method": method,
+                            "http.route": route,
+                            "http.response.status_code": status,
+                        }
+                        span.set_attributes(attributes)
+                        if status >= 500:
+                            span.set_status(Status(StatusCode.ERROR))
+                    if status >= 400 or scope.get("path") not in self._quiet_paths:
+                        log_request(
+                            method=method,
+                            route=route,
+                            status=status,
+                            latency_seconds=time.perf_counter() - started,
+                            query_keys=_query_keys(scope.get("query_string", b"")),
+                            user_agent=headers.get("user-agent"),
+                            remote_ip=_client_ip(headers, scope),
+                            request_size=_int_or_none(headers.get("content-length")),
+                            response_size=response_size,
+                            protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+                        )
+        finally:
+            otel_context.detach(token)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    if value is None or not value.isdigit():
+        return None
+    return int(value)

@@ -1,0 +1,250 @@
+"""Structured JSON logs in Cloud Logging's format, one line per request and per batch.
+
+Cloud Run forwards each stdout line to Cloud Logging, which parses a JSON line into a
+structured entry: ``severity``, ``message``, ``time``, ``httpRequest`` and the special
+``logging.googleapis.com/{trace,spanId,trace_sampled}`` keys that link the entry to Cloud
+Trace. The standard library's ``logging`` with a small formatter is enough: the format is one
+flat JSON object, and orjson (already a dependency) does the encoding quickly.
+
+Privacy: INFO lines carry no payload and no query values. A request's ``requestUrl`` is the
+route template plus the *names* of its query parameters (``/v1/flights?carrier&limit``): it
+joins with the metrics' ``route`` label, and no cursor, key or user text reaches the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import IO, Any, Final
+
+import orjson
+
+from aeroflow.observability.tracing import TraceIds, current_trace_ids
+
+TRACE_KEY: Final = "logging.googleapis.com/trace"
+SPAN_KEY: Final = "logging.googleapis.com/spanId"
+SAMPLED_KEY: Final = "logging.googleapis.com/trace_sampled"
+SOURCE_KEY: Final = "logging.googleapis.com/sourceLocation"
+# Structured fields travel on the LogRecord under this attribute (``extra={FIELDS: {...}}``).
+FIELDS: Final = "json_fields"
+# A TraceIds under this key in FIELDS overrides the active span's ids.
+TRACE_IDS: Final = "trace_ids"
+
+REQUEST_LOGGER: Final = "aeroflow.access"
+BATCH_LOGGER: Final = "aeroflow.ingest.batch"
+
+_SEVERITY = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARNING",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's ANSI-coloured copy of the message
+    FIELDS,
+}
+# Client libraries that log whole URLs (query strings included) at INFO.
+_CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "google.auth")
+
+
+def _rfc3339(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def _trace_fields(ids: TraceIds, project_id: str | None) -> dict[str, Any]:
+    # Without a project the bare id is still useful to grep; Cloud Logging links only the
+    # full resource name.
+    trace_name = f"projects/{project_id}/traces/{ids.trace_id}" if project_id else ids.trace_id
+    fields: dict[str, Any] = {TRACE_KEY: trace_name, SAMPLED_KEY: ids.sampled}
+    if ids.span_id:
+        fields[SPAN_KEY] = ids.span_id
+    return fields
+
+
+class CloudLoggingFormatter(logging.Formatter):
+    """Formats a record as one JSON object on one line, in Cloud Logging's structured shape."""
+
+    def __init__(self, *, project_id: str | None = None) -> None:
+        super().__init__()
+        self._project_id = project_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "severity": _SEVERITY.get(record.levelno, "DEFAULT"),
+            "message": record.getMessage(),
+            "time": _rfc3339(record.created),
+            "logger": record.name,
+        }
+        fields = getattr(record, FIELDS, None)
+        ids: object = None
+        if isinstance(fields, Mapping):
+            fields = dict(fields)
+            ids = fields.pop(TRACE_IDS, None)
+            entry.update(fields)
+        # Plain ``extra={...}`` keys are kept too, so third-party loggers lose nothing.
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry.setdefault(key, value)
+        if TRACE_KEY not in entry:
+            if not isinstance(ids, TraceIds):
+                ids = current_trace_ids()
+            if isinstance(ids, TraceIds):
+                entry.update(_trace_fields(ids, self._project_id))
+        if record.levelno >= logging.WARNING:
+            entry[SOURCE_KEY] = {
+                "file": record.pathname,
+                "line": record.lineno,
+                "function": record.funcName,
+            }
+        if record.exc_info:
+            # Error Reporting picks up a stack trace in ``stack_trace``.
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Human-readable lines for a terminal: time, level, logger, message, then key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        fields = getattr(record, FIELDS, None)
+        if isinstance(fields, Mapping):
+            flat = {k: v for k, v in fields.items() if k != TRACE_IDS}
+            http = flat.pop("httpRequest", None)
+            if isinstance(http, Mapping):
+                flat = {**http, **flat}
+            line += " " + " ".join(f"{k}={v}" for k, v in flat.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(
+    level: str = "INFO",
+    json: bool = True,
+    *,
+    project_id: str | None = None,
+    stream: IO[str] | None = None,
+) -> None:
+    """Send every log record to one stream handler (stdout) in JSON or console format.
+
+    Replaces the root logger's handlers, so calling it twice is harmless. uvicorn's own access
+    log is silenced: :func:`log_request` writes the one line per request instead. HTTP client
+    libraries are held at WARNING because they log full URLs, query strings included.
+    """
+    handler = logging.StreamHandler(stream or sys.stdout)
+    formatter = CloudLoggingFormatter(project_id=project_id) if json else ConsoleFormatter()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    access.disabled = True
+
+
+def request_url(route: str, query_keys: Iterable[str] = ()) -> str:
+    """The loggable URL: route template plus sorted, de-duplicated query parameter names."""
+    names = sorted({key for key in query_keys if key})
+    return f"{route}?{'&'.join(names)}" if names else route
+
+
+def log_request(
+    *,
+    method: str,
+    route: str,
+    status: int,
+    latency_seconds: float,
+    query_keys: Iterable[str] = (),
+    user_agent: str | None = None,
+    remote_ip: str | None = None,
+    request_size: int | None = None,
+    response_size: int | None = None,
+    protocol: str | None = None,
+    trace_ids: TraceIds | None = None,
+) -> None:
+    """Write the one access-log line of a request (INFO; ERROR when the status is 5xx).
+
+    ``route`` is the matched route template (``/v1/flights/{flight_id}``), never the raw path;
+    ``query_keys`` are the parameter names only. ``trace_ids`` defaults to the active span.
+    """
+    http: dict[str, Any] = {
+        "requestMethod": method,
+        "requestUrl": request_url(route, query_keys),
+        "status": status,
+        "latency": f"{max(latency_seconds, 0.0):.6f}s",
+    }
+    if user_agent:
+        http["userAgent"] = user_agent[:256]
+    if remote_ip:
+        http["remoteIp"] = remote_ip
+    if request_size is not None:
+        http["requestSize"] = str(request_size)
+    if response_size is not None:
+        http["responseSize"] = str(response_size)
+    if protocol:
+        http["protocol"] = protocol
+    fields: dict[str, Any] = {"httpRequest": http, "route": route}
+    if trace_ids is not None:
+        fields[TRACE_IDS] = trace_ids
+    logger = logging.getLogger(REQUEST_LOGGER)
+    level = logging.ERROR if status >= 500 else logging.INFO
+    if logger.isEnabledFor(level):
+        logger.log(level, "%s %s %d", method, route, status, extra={FIELDS: fields})
+
+
+def log_batch(
+    *,
+    source: str,
+    messages: int,
+    stored: int,
+    duplicate: int,
+    rejected: int,
+    duration_seconds: float,
+    error: BaseException | None = None,
+) -> None:
+    """Write the one line of a group-committed batch: counts and timing, never payloads.
+
+    A failed batch (``error`` set) logs at ERROR with the exception's type and message.
+    """
+    fields: dict[str, Any] = {
+        "batch": {
+            "source": source,
+            "messages": messages,
+            "stored": stored,
+            "duplicate": duplicate,
+            "rejected": rejected,
+            "duration_seconds": round(duration_seconds, 6),
+        }
+    }
+    logger = logging.getLogger(BATCH_LOGGER)
+    if error is None:
+        logger.info(
+            "batch committed: %d messages in %.1f ms",
+            messages,
+            duration_seconds * 1000,
+            extra={FIELDS: fields},
+        )
+        return
+    fields["error"] = {"type": type(error).__name__, "message": str(error)[:1000]}
+    logger.error(
+        "batch failed: %d messages not stored (%s)",
+        messages,
+        type(error).__name__,
+        extra={FIELDS: fields},
+    )
