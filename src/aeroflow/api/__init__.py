@@ -1,0 +1,1 @@
+"""The read API: FastAPI app factory, routes, error model, cursors, middleware."""

@@ -1,0 +1,79 @@
+"""The FastAPI app factory. No globals: every collaborator arrives as an argument.
+
+``create_app`` wires the read API (flights, stats), operations endpoints (health, readiness,
+metrics), local docs, the error model and the middleware. The composition root
+(``aeroflow.bootstrap``) adds the push-ingest router and a lifespan that starts and drains the
+group committer; the caller also owns the store and closes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import APIRouter, FastAPI
+
+from aeroflow import __version__
+from aeroflow.api.cursor import CursorCodec
+from aeroflow.api.docs import install_docs
+from aeroflow.api.errors import install_error_handlers
+from aeroflow.api.middleware.errors import InternalErrorMiddleware
+from aeroflow.api.middleware.headers import SecurityHeadersMiddleware
+from aeroflow.api.middleware.limits import QueryStringLimitMiddleware
+from aeroflow.api.middleware.metrics import MetricsMiddleware
+from aeroflow.api.routes import flights, health, stats
+from aeroflow.settings import Settings
+from aeroflow.storage.port import FlightStore
+
+OPENAPI_URL = "/openapi.json"
+
+_DESCRIPTION = """\
+Current status of airline flights, fed by flight status events.
+
+* Times are RFC 3339 in UTC (`Z`); `scheduled_departure_local` is the origin's wall clock.
+* Lists are keyset-paginated: follow `next_cursor` (or the `Link: rel="next"` header).
+* Errors always have the shape `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def create_app(
+    settings: Settings,
+    store: FlightStore,
+    *,
+    routers: Sequence[APIRouter] = (),
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    read_api: bool = True,
+) -> FastAPI:
+    """The HTTP app. ``read_api=False`` leaves out /v1 (an ingest-only service)."""
+    app = FastAPI(
+        title="aeroflow",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # served by install_docs from local assets
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        # /v1/flights/ is not /v1/flights: a strict API answers 404 rather than redirecting.
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.cursor_codec = CursorCodec(settings.cursor_secret.get_secret_value().encode())
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+    if read_api:
+        app.include_router(flights.router)
+        app.include_router(stats.router)
+    for router in routers:
+        app.include_router(router)
+    install_docs(app, openapi_url=OPENAPI_URL)
+
+    # Added innermost first: metrics see every response, including the ones produced by the
+    # middleware below them; every response gets the security headers.
+    app.add_middleware(InternalErrorMiddleware)
+    app.add_middleware(QueryStringLimitMiddleware, max_bytes=settings.max_query_string_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(MetricsMiddleware)
+    return app

@@ -1,0 +1,1 @@
+"""Pure ASGI middleware: cheap per request, unlike Starlette's BaseHTTPMiddleware."""

@@ -1,0 +1,1 @@
+"""Routers of the read API, one module per resource."""

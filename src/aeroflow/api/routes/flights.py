@@ -1,0 +1,116 @@
+"""``GET /v1/flights`` (filtered, keyset-paginated, JSON or CSV) and ``GET /v1/flights/{id}``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Path, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from aeroflow.api import negotiation
+from aeroflow.api.cursor import InvalidCursorError
+from aeroflow.api.dependencies import CursorCodecDep, StoreDep
+from aeroflow.api.errors import ApiError, ErrorCode
+from aeroflow.api.params import (
+    DEFAULT_LIMIT,
+    LIST_PARAMS,
+    CursorParam,
+    LimitParam,
+    SortParam,
+    flight_filter,
+    strict_query,
+)
+from aeroflow.api.schemas import FlightOut, FlightPageOut, error_responses
+from aeroflow.api.serialization import flight_json, flight_page_json, flights_csv
+from aeroflow.domain.events import FLIGHT_ID_PATTERN
+from aeroflow.storage.port import FlightFilter, FlightQuery, SortOrder
+
+router = APIRouter(prefix="/v1/flights", tags=["flights"])
+
+_OFFERED = (negotiation.JSON, negotiation.CSV)
+_CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+
+FlightIdPath = Annotated[
+    str,
+    Path(pattern=FLIGHT_ID_PATTERN, description="e.g. `UA1545-EWR-20130101`."),
+]
+
+
+@router.get(
+    "",
+    summary="List flights",
+    description="Current state of the flights matching every given filter, ordered by "
+    "(scheduled_departure, flight_id). Follow `next_cursor` (or the `Link: rel=next` header) "
+    "for the next page. Send `Accept: text/csv` for CSV.",
+    response_model=FlightPageOut,
+    responses={
+        200: {
+            "content": {negotiation.CSV: {"schema": {"type": "string"}}},
+            "headers": {"Link": {"description": 'Next page: `<url>; rel="next"`.'}},
+        },
+        **error_responses(400, 406, 414, 422, 503),
+    },
+    dependencies=[Depends(strict_query(*LIST_PARAMS))],
+)
+async def list_flights(
+    request: Request,
+    store: StoreDep,
+    codec: CursorCodecDep,
+    filters: Annotated[FlightFilter, Depends(flight_filter)],
+    sort: SortParam = SortOrder.ASC,
+    limit: LimitParam = DEFAULT_LIMIT,
+    cursor: CursorParam = None,
+) -> Response:
+    media_type = negotiation.negotiate(request.headers.get("accept"), _OFFERED)
+    if media_type is None:
+        raise ApiError(
+            406,
+            ErrorCode.NOT_ACCEPTABLE,
+            "this resource is available as application/json or text/csv",
+        )
+    after = None
+    if cursor is not None:
+        try:
+            after = codec.decode(cursor, sort, filters)
+        except InvalidCursorError as exc:
+            raise ApiError(400, ErrorCode.INVALID_CURSOR, str(exc)) from None
+
+    page = await run_in_threadpool(
+        store.list_flights, FlightQuery(filter=filters, sort=sort, limit=limit, after=after)
+    )
+
+    next_cursor = None if page.next is None else codec.encode(page.next, sort, filters)
+    headers = {"Vary": "Accept"}
+    if next_cursor is not None:
+        headers["Link"] = f'<{_next_url(request, next_cursor)}>; rel="next"'
+    if media_type == negotiation.CSV:
+        return Response(flights_csv(page.flights), media_type=_CSV_MEDIA_TYPE, headers=headers)
+    return Response(
+        flight_page_json(page.flights, next_cursor),
+        media_type=negotiation.JSON,
+        headers=headers,
+    )
+
+
+@router.get(
+    "/{flight_id}",
+    summary="Get one flight",
+    response_model=FlightOut,
+    responses=error_responses(404, 422, 503),
+    dependencies=[Depends(strict_query())],
+)
+async def get_flight(flight_id: FlightIdPath, store: StoreDep) -> Response:
+    flight = await run_in_threadpool(store.get_flight, flight_id)
+    if flight is None:
+        # The id matched FLIGHT_ID_PATTERN, so echoing it is safe.
+        raise ApiError(404, ErrorCode.NOT_FOUND, f"flight {flight_id} not found")
+    return Response(flight_json(flight), media_type=negotiation.JSON)
+
+
+def _next_url(request: Request, next_cursor: str) -> str:
+    """This request's URL (path relative) with the cursor replaced; other parameters kept."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    params.append(("cursor", next_cursor))
+    return f"{request.url.path}?{urlencode(params)}"
