@@ -29,10 +29,24 @@ test: $(STAMP) ## run the whole test suite
 	$(BIN)/pytest
 
 .PHONY: lint
-lint: $(STAMP) ## static checks: ruff, mypy (strict), schemas in sync
+lint: $(STAMP) lint-workflows ## static checks: ruff, mypy (strict), schemas in sync, workflows
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+# Workflow linters live in their own venv so their pins never meet the app's dependencies.
+TOOLS_VENV ?= .venv-tools
+WORKFLOW_TOOLS_STAMP := $(TOOLS_VENV)/.workflow-tools-$(shell cksum .github/lint-requirements.txt | cut -d' ' -f1)
+
+$(WORKFLOW_TOOLS_STAMP): .github/lint-requirements.txt
+	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r .github/lint-requirements.txt
+	@rm -f $(TOOLS_VENV)/.workflow-tools-* && touch $@
+
+.PHONY: lint-workflows
+lint-workflows: $(WORKFLOW_TOOLS_STAMP) ## GitHub Actions: actionlint (with shellcheck) and zizmor
+	$(TOOLS_VENV)/bin/actionlint -shellcheck=$(TOOLS_VENV)/bin/shellcheck -pyflakes=
+	$(TOOLS_VENV)/bin/zizmor --no-progress --strict-collection .github/
 
 .PHONY: schemas
 schemas: $(STAMP) ## regenerate the BigQuery and Pub/Sub schema files from aeroflow.domain.schema
