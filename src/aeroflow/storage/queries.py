@@ -1,0 +1,315 @@
+"""The one query builder for the read side, in two dialects: ``duckdb`` and ``bigquery``.
+
+Hand-written rather than built with sqlglot. There are three queries, and the dialects differ in
+exactly four places: parameter markers (``$name`` / ``@name``), identifier quoting, the
+date-part functions the time groupings use, and continuous percentiles. The last one is not a
+translation problem: DuckDB has the aggregate ``quantile_cont`` while GoogleSQL only has
+``PERCENTILE_CONT`` as an analytic function, so the BigQuery statement has a different shape (a
+window per group, then the aggregation). Transpiling one dialect into the other would hide that
+difference instead of stating it; explicit fragments keep both statements readable and the
+tests can compare them line by line. (The tests do use sqlglot to parse both dialects.)
+
+Injection safety by construction: every value a caller supplies goes into ``SqlQuery.params``
+under a name chosen here; the SQL text is assembled only from constants of this module and
+table names that passed ``quote_table`` (caller configuration, validated, never request text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, Literal, get_args
+
+from aeroflow.domain.events import FlightStatus
+from aeroflow.storage.port import Flight, FlightFilter, FlightQuery, GroupBy, SortOrder
+
+Dialect = Literal["duckdb", "bigquery"]
+DIALECTS: Final[tuple[str, ...]] = get_args(Dialect)
+
+# What a parameter can hold. BigQuery adapters map: str -> STRING, int -> INT64,
+# float -> FLOAT64, datetime (always aware UTC here) -> TIMESTAMP; see ``bigquery_param_type``.
+ParamValue = str | int | float | datetime
+
+# Columns of ``flights`` that make up a port.Flight, in dataclass order.
+FLIGHT_COLUMNS: Final[tuple[str, ...]] = tuple(f.name for f in dataclasses.fields(Flight))
+
+# Names of the delay-stats result columns, equal to the fields of port.DelayStats, plus
+# ``group_order`` (the sort key, so callers may ignore it).
+DELAY_STATS_COLUMNS: Final[tuple[str, ...]] = (
+    "group",
+    "flights",
+    "cancelled",
+    "avg_dep_delay_minutes",
+    "p50_dep_delay_minutes",
+    "p95_dep_delay_minutes",
+    "on_time_rate",
+    "group_order",
+)
+
+ON_TIME_THRESHOLD_MINUTES: Final = 15  # US DOT: arriving < 15 minutes late is on time
+
+
+@dataclass(frozen=True, slots=True)
+class SqlQuery:
+    sql: str
+    params: dict[str, ParamValue]
+
+
+# --- identifiers ---------------------------------------------------------------------------
+
+_PLAIN_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# GCP project ids: 6-30 lowercase letters, digits and hyphens (legacy domain-scoped ids such as
+# "example.com:proj" are not supported).
+_BIGQUERY_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+
+
+def quote_table(name: str, dialect: Dialect) -> str:
+    """Validate a table reference from configuration and quote it for ``dialect``.
+
+    DuckDB: ``table`` or ``schema.table``. BigQuery: ``dataset.table`` or
+    ``project.dataset.table``. Anything else raises ValueError: a table name is configuration,
+    and a malformed one is a bug to surface, not text to escape.
+    """
+    _check_dialect(dialect)
+    parts = name.split(".")
+    if dialect == "duckdb":
+        if not 1 <= len(parts) <= 2 or not all(_PLAIN_IDENTIFIER.fullmatch(p) for p in parts):
+            raise ValueError(f"not a DuckDB table name: {name!r}")
+        return ".".join(f'"{p}"' for p in parts)
+    if len(parts) == 3:
+        project, *rest = parts
+        if not _BIGQUERY_PROJECT.fullmatch(project):
+            raise ValueError(f"not a BigQuery project id: {project!r}")
+    elif len(parts) == 2:
+        rest = parts
+    else:
+        raise ValueError(f"not a BigQuery table name (dataset.table): {name!r}")
+    if not all(_PLAIN_IDENTIFIER.fullmatch(p) for p in rest):
+        raise ValueError(f"not a BigQuery table name: {name!r}")
+    return f"`{name}`"
+
+
+def bigquery_param_type(value: ParamValue) -> str:
+    """The GoogleSQL type of a parameter value, for ``ScalarQueryParameter``."""
+    # bool is an int subclass; no query here takes one, so refuse rather than guess.
+    if isinstance(value, bool):
+        raise TypeError("boolean parameters are not used by these queries")
+    if isinstance(value, str):
+        return "STRING"
+    if isinstance(value, int):
+        return "INT64"
+    if isinstance(value, float):
+        return "FLOAT64"
+    return "TIMESTAMP"
+
+
+# --- dialect fragments -----------------------------------------------------------------------
+
+
+class _Params:
+    """Collects parameter values and renders their markers."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._marker = "$" if dialect == "duckdb" else "@"
+        self.values: dict[str, ParamValue] = {}
+
+    def add(self, name: str, value: ParamValue) -> str:
+        if name in self.values:
+            raise ValueError(f"parameter {name!r} bound twice")
+        self.values[name] = value
+        return f"{self._marker}{name}"
+
+
+def _quote_column(name: str, dialect: Dialect) -> str:
+    return f'"{name}"' if dialect == "duckdb" else f"`{name}`"
+
+
+# (group expression rendering a STRING, sort-key expression) over scheduled_departure_local.
+_LOCAL = "scheduled_departure_local"
+_GROUP_EXPRESSIONS: Final[Mapping[Dialect, Mapping[GroupBy, tuple[str, str]]]] = {
+    "duckdb": {
+        GroupBy.CARRIER: ("carrier", "carrier"),
+        GroupBy.ORIGIN: ("origin", "origin"),
+        GroupBy.DESTINATION: ("destination", "destination"),
+        GroupBy.MONTH: (f"strftime({_LOCAL}, '%Y-%m')", f"strftime({_LOCAL}, '%Y-%m')"),
+        GroupBy.WEEKDAY: (f"CAST(isodow({_LOCAL}) AS VARCHAR)", f"isodow({_LOCAL})"),
+        GroupBy.HOUR: (f"CAST(hour({_LOCAL}) AS VARCHAR)", f"hour({_LOCAL})"),
+    },
+    "bigquery": {
+        GroupBy.CARRIER: ("carrier", "carrier"),
+        GroupBy.ORIGIN: ("origin", "origin"),
+        GroupBy.DESTINATION: ("destination", "destination"),
+        GroupBy.MONTH: (
+            f"FORMAT_DATETIME('%Y-%m', {_LOCAL})",
+            f"FORMAT_DATETIME('%Y-%m', {_LOCAL})",
+        ),
+        # DAYOFWEEK is 1 = Sunday .. 7 = Saturday; shift to ISO 1 = Monday .. 7 = Sunday.
+        GroupBy.WEEKDAY: (
+            f"CAST(MOD(EXTRACT(DAYOFWEEK FROM {_LOCAL}) + 5, 7) + 1 AS STRING)",
+            f"MOD(EXTRACT(DAYOFWEEK FROM {_LOCAL}) + 5, 7) + 1",
+        ),
+        GroupBy.HOUR: (
+            f"CAST(EXTRACT(HOUR FROM {_LOCAL}) AS STRING)",
+            f"EXTRACT(HOUR FROM {_LOCAL})",
+        ),
+    },
+}
+
+
+def _check_dialect(dialect: str) -> None:
+    # Dialect often comes from settings strings; a typo must not silently pick one.
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown SQL dialect {dialect!r}; expected one of {DIALECTS}")
+
+
+def _aware_utc(name: str, value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _where(flight_filter: FlightFilter, params: _Params) -> list[str]:
+    f = flight_filter
+    conditions: list[str] = []
+    if f.carrier is not None:
+        conditions.append(f"carrier = {params.add('carrier', f.carrier)}")
+    if f.origin is not None:
+        conditions.append(f"origin = {params.add('origin', f.origin)}")
+    if f.destination is not None:
+        conditions.append(f"destination = {params.add('destination', f.destination)}")
+    if f.status is not None:
+        conditions.append(f"status = {params.add('status', f.status.value)}")
+    if f.departure_from is not None:
+        value = _aware_utc("departure_from", f.departure_from)
+        conditions.append(f"scheduled_departure >= {params.add('departure_from', value)}")
+    if f.departure_to is not None:
+        value = _aware_utc("departure_to", f.departure_to)
+        conditions.append(f"scheduled_departure < {params.add('departure_to', value)}")
+    if f.min_dep_delay is not None:
+        conditions.append(f"dep_delay_minutes >= {params.add('min_dep_delay', f.min_dep_delay)}")
+    return conditions
+
+
+def _where_clause(conditions: list[str], indent: str = "") -> str:
+    if not conditions:
+        return ""
+    return f"{indent}WHERE " + f"\n{indent}  AND ".join(conditions)
+
+
+# --- the queries ---------------------------------------------------------------------------
+
+
+def build_list_flights(query: FlightQuery, dialect: Dialect, *, table: str) -> SqlQuery:
+    """One page of flights in (scheduled_departure, flight_id) order, keyset-paginated.
+
+    Selects ``query.limit + 1`` rows: the extra row only tells the caller a next page exists.
+    """
+    _check_dialect(dialect)
+    if query.limit < 1:
+        raise ValueError("limit must be at least 1")
+    params = _Params(dialect)
+    conditions = _where(query.filter, params)
+    descending = query.sort is SortOrder.DESC
+    if query.after is not None:
+        after_departure = params.add(
+            "after_departure",
+            _aware_utc("after.scheduled_departure", query.after.scheduled_departure),
+        )
+        after_id = params.add("after_flight_id", query.after.flight_id)
+        op = "<" if descending else ">"
+        # Expanded row comparison: GoogleSQL has no (a, b) > (x, y).
+        conditions.append(
+            f"(scheduled_departure {op} {after_departure}"
+            f" OR (scheduled_departure = {after_departure} AND flight_id {op} {after_id}))"
+        )
+    direction = "DESC" if descending else "ASC"
+    limit = params.add("limit", query.limit + 1)
+    sql = "\n".join(
+        part
+        for part in (
+            f"SELECT {', '.join(FLIGHT_COLUMNS)}",
+            f"FROM {quote_table(table, dialect)}",
+            _where_clause(conditions),
+            f"ORDER BY scheduled_departure {direction}, flight_id {direction}",
+            f"LIMIT {limit}",
+        )
+        if part
+    )
+    return SqlQuery(sql, params.values)
+
+
+def build_get_flight(flight_id: str, dialect: Dialect, *, table: str) -> SqlQuery:
+    _check_dialect(dialect)
+    params = _Params(dialect)
+    sql = (
+        f"SELECT {', '.join(FLIGHT_COLUMNS)}\n"
+        f"FROM {quote_table(table, dialect)}\n"
+        f"WHERE flight_id = {params.add('flight_id', flight_id)}"
+    )
+    return SqlQuery(sql, params.values)
+
+
+def build_delay_stats(
+    group_by: GroupBy, flight_filter: FlightFilter, dialect: Dialect, *, table: str
+) -> SqlQuery:
+    """Delay figures per group over the current state of the filtered flights.
+
+    Result columns: ``DELAY_STATS_COLUMNS``. Rows come in the group's natural order: text
+    groups and months alphabetically, weekdays and hours numerically (the group itself is a
+    string, so "10" would otherwise sort before "2").
+    """
+    _check_dialect(dialect)
+    params = _Params(dialect)
+    group_expr, order_expr = _GROUP_EXPRESSIONS[dialect][GroupBy(group_by)]
+    filtered = "\n".join(
+        part
+        for part in (
+            f"  SELECT {group_expr} AS grp, {order_expr} AS sort_key,",
+            "    status, dep_delay_minutes, arr_delay_minutes",
+            f"  FROM {quote_table(table, dialect)}",
+            _where_clause(_where(flight_filter, params), indent="  "),
+        )
+        if part
+    )
+    on_time = (
+        f"AVG(CASE WHEN arr_delay_minutes <= {ON_TIME_THRESHOLD_MINUTES} THEN 1.0"
+        " WHEN arr_delay_minutes IS NOT NULL THEN 0.0 END)"
+    )
+    if dialect == "duckdb":
+        source = "filtered"
+        p50 = "quantile_cont(dep_delay_minutes, 0.5)"
+        p95 = "quantile_cont(dep_delay_minutes, 0.95)"
+        ctes = f"WITH filtered AS (\n{filtered}\n)"
+    else:
+        # PERCENTILE_CONT is analytic-only in GoogleSQL: compute it once per group over a
+        # window (NULLs are ignored, as by quantile_cont), then carry it through the GROUP BY.
+        source = "with_percentiles"
+        p50 = "MAX(p50)"
+        p95 = "MAX(p95)"
+        ctes = (
+            f"WITH filtered AS (\n{filtered}\n),\n"  # noqa: S608 - module constants only
+            "with_percentiles AS (\n"
+            "  SELECT grp, sort_key, status, dep_delay_minutes, arr_delay_minutes,\n"
+            "    PERCENTILE_CONT(dep_delay_minutes, 0.5) OVER (PARTITION BY grp) AS p50,\n"
+            "    PERCENTILE_CONT(dep_delay_minutes, 0.95) OVER (PARTITION BY grp) AS p95\n"
+            "  FROM filtered\n"
+            ")"
+        )
+    sql = (
+        f"{ctes}\n"
+        f"SELECT grp AS {_quote_column('group', dialect)},\n"
+        "  COUNT(*) AS flights,\n"
+        f"  COUNTIF(status = '{FlightStatus.CANCELLED.value}') AS cancelled,\n"
+        "  AVG(dep_delay_minutes) AS avg_dep_delay_minutes,\n"
+        f"  {p50} AS p50_dep_delay_minutes,\n"
+        f"  {p95} AS p95_dep_delay_minutes,\n"
+        f"  {on_time} AS on_time_rate,\n"
+        "  MIN(sort_key) AS group_order\n"
+        f"FROM {source}\n"
+        "GROUP BY grp\n"
+        "ORDER BY group_order"
+    )
+    return SqlQuery(sql, params.values)
