@@ -20,10 +20,9 @@ from aeroflow.settings import Settings
 from aeroflow.storage.port import FlightStore, WriteBatch
 
 from .flightdata import Dataset, build_dataset
+from .support import AppFactory, StoreFactory
 
 StoreOpener = Callable[[Path], FlightStore]
-StoreFactory = Callable[[Sequence[WriteBatch]], FlightStore]
-AppFactory = Callable[..., FastAPI]
 
 
 def _open_duckdb(directory: Path) -> FlightStore:

@@ -99,15 +99,16 @@ def _final_event(
     duration = timedelta(minutes=rng.choice((75, 140, 195, 330)))
     dep_delay = timedelta(minutes=rng.choice((-7, -2, 0, 0, 3, 12, 15, 16, 44, 95, 240)))
     arr_shift = timedelta(minutes=rng.choice((-20, -5, 0, 10, 15, 16, 30)))
-    actual_departure = actual_arrival = None
-    air_time = None
+    actual_departure: datetime | None = None
+    actual_arrival: datetime | None = None
+    air_time: int | None = None
     event_time = departure - timedelta(hours=3)
     if status in (FlightStatus.DEPARTED, FlightStatus.ARRIVED, FlightStatus.DIVERTED):
         actual_departure = departure + dep_delay
         event_time = actual_departure + timedelta(minutes=1)
     if status is FlightStatus.ARRIVED:
         actual_arrival = departure + duration + dep_delay + arr_shift
-        air_time = int((actual_arrival - actual_departure).total_seconds() // 60) - 10
+        air_time = int((actual_arrival - departure - dep_delay).total_seconds() // 60) - 10
         event_time = actual_arrival + timedelta(minutes=2)
     return FlightEvent(
         carrier=carrier,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -12,6 +11,7 @@ from fastapi.testclient import TestClient
 from aeroflow.api.params import LIST_PARAMS, STATS_PARAMS
 
 from .flightdata import Dataset
+from .support import assert_error
 
 HOSTILE_VALUES = [
     "UA' OR '1'='1",
@@ -34,19 +34,6 @@ HOSTILE_VALUES = [
     "-1e309",
     "9" * 40,
 ]
-
-
-def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str)
-    assert isinstance(body["error"]["details"], list)
-    assert "Traceback" not in response.text
-    return dict(body["error"])
 
 
 @pytest.fixture
