@@ -48,7 +48,12 @@ FlightIdPath = Annotated[
     responses={
         200: {
             "content": {negotiation.CSV: {"schema": {"type": "string"}}},
-            "headers": {"Link": {"description": 'Next page: `<url>; rel="next"`.'}},
+            "headers": {
+                "Link": {
+                    "description": 'Next page: `<url>; rel="next"`.',
+                    "schema": {"type": "string"},
+                }
+            },
         },
         **error_responses(400, 406, 414, 422, 503),
     },
