@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import random
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 
 from aeroflow.domain.events import FlightEvent, FlightStatus
 from aeroflow.storage.port import (
     AcceptedMessage,
+    Flight,
     MessageMeta,
     RejectedMessage,
     RejectReason,
+    WriteBatch,
 )
 
 NEW_YORK_WINTER = timezone(timedelta(hours=-5))
@@ -119,3 +125,126 @@ def query_db(
         return connection.execute(sql, params).fetchall()
     finally:
         connection.close()
+
+
+# --- a varied data set ------------------------------------------------------------------------
+
+_ZONES = {
+    "EWR": ZoneInfo("America/New_York"),
+    "JFK": ZoneInfo("America/New_York"),
+    "LGA": ZoneInfo("America/New_York"),
+    # A second zone, so local-time groupings cannot be confused with UTC or New York time.
+    "LAX": ZoneInfo("America/Los_Angeles"),
+}
+_CARRIERS = ("UA", "AA", "B6", "DL", "9E")
+_DESTINATIONS = ("IAH", "MIA", "ORD", "ATL", "BOS")
+_FINAL_STATUSES = (
+    [FlightStatus.ARRIVED] * 6
+    + [FlightStatus.DEPARTED] * 2
+    + [FlightStatus.SCHEDULED] * 2
+    + [FlightStatus.CANCELLED, FlightStatus.DIVERTED]
+)
+
+
+@dataclass(frozen=True)
+class FlightDataset:
+    """Messages in delivery order (shuffled, with redeliveries) and the expected final state."""
+
+    deliveries: list[AcceptedMessage]
+    expected: dict[str, Flight]  # flight_id -> current state
+
+    def batches(self, size: int) -> list[WriteBatch]:
+        d = self.deliveries
+        return [WriteBatch(accepted=d[i : i + size]) for i in range(0, len(d), size)]
+
+
+def _delay(rng: random.Random) -> int:
+    # Mostly small, a long tail, some early: like real departure delays.
+    return max(-20, min(600, round(rng.expovariate(1 / 25)) - 8))
+
+
+def flight_dataset(n_flights: int = 400, *, seed: int = 13) -> FlightDataset:
+    rng = random.Random(seed)
+    history: list[AcceptedMessage] = []
+    expected: dict[str, Flight] = {}
+    slots: list[tuple[str, datetime]] = []
+    for index in range(n_flights):
+        if slots and rng.random() < 0.4:
+            # Same airport and departure as an earlier flight: departure-time ties are common
+            # in real schedules and are what keyset pagination's flight_id tie-breaker is for.
+            origin, local = rng.choice(slots)
+        else:
+            origin = rng.choice(tuple(_ZONES))
+            day = date(2013, 1, 1) + timedelta(days=rng.randrange(120))  # crosses a DST change
+            slot = rng.randrange(12, 46)  # half hours
+            local = datetime.combine(day, time(slot // 2, 30 * (slot % 2)))
+            slots.append((origin, local))
+        offset = local.replace(tzinfo=_ZONES[origin]).utcoffset()
+        assert offset is not None
+        build = functools.partial(
+            make_event,
+            carrier=rng.choice(_CARRIERS),
+            flight_number=index + 1,
+            origin=origin,
+            destination=rng.choice(_DESTINATIONS),
+            departure_local=local,
+            offset=timezone(offset),
+            duration=timedelta(minutes=rng.randrange(60, 360)),
+            tail_number=rng.choice([None, f"N{rng.randrange(100, 999)}UA"]),
+            distance_miles=rng.randrange(100, 2600),
+        )
+        dep_delay = _delay(rng)
+        arr_delay = dep_delay + rng.randrange(-25, 30)  # block time varies less than delays
+        scheduled = build()
+        sd = scheduled.scheduled_departure
+        final = rng.choice(_FINAL_STATUSES)
+        events = [scheduled]
+        if final is FlightStatus.CANCELLED:
+            events.append(build(status=final, event_time=sd - timedelta(hours=2)))
+        elif final is not FlightStatus.SCHEDULED:
+            events.append(build(status=FlightStatus.DEPARTED, dep_delay=dep_delay))
+            if final is FlightStatus.ARRIVED:
+                events.append(build(status=final, dep_delay=dep_delay, arr_delay=arr_delay))
+            elif final is FlightStatus.DIVERTED:
+                diverted_at = sd + timedelta(minutes=dep_delay, hours=1)
+                events.append(build(status=final, dep_delay=dep_delay, event_time=diverted_at))
+        messages = [
+            accepted(
+                event,
+                f"{index}-{n}",
+                publish_time=event.event_time + timedelta(seconds=rng.randrange(1, 30)),
+                ingest_time=event.event_time + timedelta(minutes=1),
+            )
+            for n, event in enumerate(events)
+        ]
+        history.extend(messages)
+        last = messages[-1]
+        expected[last.event.flight_id] = expected_flight(last)
+    deliveries = history + rng.sample(history, len(history) // 10)  # redeliveries
+    rng.shuffle(deliveries)
+    return FlightDataset(deliveries=deliveries, expected=expected)
+
+
+def expected_flight(message: AcceptedMessage) -> Flight:
+    """The Flight a store must return when ``message`` is the latest event of its flight."""
+    e = message.event
+    return Flight(
+        flight_id=e.flight_id,
+        carrier=e.carrier,
+        flight_number=e.flight_number,
+        origin=e.origin,
+        destination=e.destination,
+        scheduled_departure=e.scheduled_departure.astimezone(UTC),
+        scheduled_arrival=e.scheduled_arrival.astimezone(UTC),
+        scheduled_departure_local=e.scheduled_departure_local,
+        status=e.status,
+        actual_departure=e.actual_departure and e.actual_departure.astimezone(UTC),
+        actual_arrival=e.actual_arrival and e.actual_arrival.astimezone(UTC),
+        dep_delay_minutes=e.dep_delay_minutes,
+        arr_delay_minutes=e.arr_delay_minutes,
+        tail_number=e.tail_number,
+        distance_miles=e.distance_miles,
+        air_time_minutes=e.air_time_minutes,
+        event_time=e.event_time.astimezone(UTC),
+        updated_at=message.ingest_time.astimezone(UTC),
+    )
