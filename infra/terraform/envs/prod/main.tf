@@ -1,0 +1,77 @@
+locals {
+  _labels = merge({ app = "aeroflow", env = "prod" }, var.labels)
+}
+
+module "project_services" {
+  source     = "../../modules/project_services"
+  project_id = var.project_id
+}
+
+module "bigquery" {
+  source           = "../../modules/bigquery"
+  project_id       = module.project_services.project_id
+  location         = var.bigquery_location
+  labels           = local._labels
+  raw_events_table = var.bigquery_subscription
+}
+
+module "cloud_run" {
+  source                 = "../../modules/cloud_run"
+  project_id             = module.project_services.project_id
+  region                 = var.region
+  image                  = var.image
+  labels                 = local._labels
+  worker_service_account = var.worker
+  bigquery = {
+    dataset_id = module.bigquery.dataset_id
+    location   = module.bigquery.location
+  }
+  # One warm instance each: no cold start on the first request or the first push.
+  api = {
+    access        = var.api_access
+    invokers      = var.api_invokers
+    min_instances = 1
+    max_instances = 20
+  }
+  ingest = {
+    min_instances = 1
+    max_instances = 20
+  }
+}
+
+module "pubsub" {
+  source     = "../../modules/pubsub"
+  project_id = module.project_services.project_id
+  labels     = local._labels
+  schema = {
+    definition = file("${path.module}/../../schemas/pubsub/flight_event.avsc")
+    encoding   = "JSON"
+  }
+  push_subscription = {
+    endpoint              = module.cloud_run.push_endpoint
+    audience              = module.cloud_run.push_audience
+    service_account_email = module.cloud_run.service_accounts.push
+  }
+  pull_subscription = var.worker ? {
+    subscribers = { worker = "serviceAccount:${module.cloud_run.service_accounts.worker}" }
+  } : null
+  bigquery_subscription = var.bigquery_subscription ? {
+    dataset_id = module.bigquery.dataset_id
+    table      = module.bigquery.raw_events_table
+  } : null
+  publishers = var.deployer_can_publish ? { deployer = module.github_oidc.deployer_member } : {}
+}
+
+module "github_oidc" {
+  source               = "../../modules/github_oidc"
+  project_id           = module.project_services.project_id
+  github_repository    = var.github_repository
+  github_repository_id = var.github_repository_id
+  deploy_refs          = ["refs/heads/main"]
+  github_environment   = var.github_environment
+  artifact_registry    = module.cloud_run.repository
+  cloud_run_services   = module.cloud_run.services
+  runtime_service_accounts = {
+    for k, id in module.cloud_run.runtime_service_account_ids : k => id
+  }
+}

@@ -1,0 +1,74 @@
+variable "api_access" {
+  description = "public: anyone may reach the API and the app checks API keys; iam: only api_invokers may."
+  type        = string
+  default     = "public"
+}
+
+variable "api_invokers" {
+  description = "Members allowed to call the API when api_access = iam."
+  type        = list(string)
+  default     = []
+}
+
+variable "bigquery_location" {
+  description = "BigQuery dataset location."
+  type        = string
+  default     = "EU"
+}
+
+variable "bigquery_subscription" {
+  description = "Also create the zero-code raw path: a Pub/Sub BigQuery subscription into flight_events_raw."
+  type        = bool
+  default     = false
+}
+
+variable "deployer_can_publish" {
+  description = "Let the CD identity publish to the topic, for the post-deploy end-to-end test. Off in prod: test events would mix with real ones."
+  type        = bool
+  default     = false
+}
+
+variable "github_environment" {
+  description = "GitHub Actions environment whose jobs may deploy to prod (put required reviewers on it)."
+  type        = string
+  default     = "production"
+}
+
+variable "github_repository" {
+  description = "GitHub repository (owner/name) trusted to deploy."
+  type        = string
+}
+
+variable "github_repository_id" {
+  description = "Numeric GitHub repository id (pins trust against name reuse)."
+  type        = string
+  default     = null
+}
+
+variable "image" {
+  description = "Image of the first revision, e.g. europe-west1-docker.pkg.dev/<project>/aeroflow/aeroflow:<sha>. CD rolls later ones."
+  type        = string
+}
+
+variable "labels" {
+  description = "Labels on every resource."
+  type        = map(string)
+  default     = {}
+}
+
+variable "project_id" {
+  description = "GCP project of this environment."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of Cloud Run and Artifact Registry."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "worker" {
+  description = "Create the pull subscription and service account for `aeroflow worker` (streaming pull)."
+  type        = bool
+  default     = false
+}
