@@ -29,7 +29,7 @@ test: $(STAMP) ## run the whole test suite
 	$(BIN)/pytest
 
 .PHONY: lint
-lint: $(STAMP) lint-workflows lint-infra ## static checks: ruff, mypy (strict), schemas in sync, workflows, infra
+lint: $(STAMP) lint-workflows lint-infra lint-monitoring ## static checks: ruff, mypy (strict), schemas in sync, workflows, infra, Prometheus rules
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
@@ -67,6 +67,25 @@ lint-infra: $(STAMP) $(INFRA_TOOLS_STAMP) ## Terraform fmt, checkov, hadolint, t
 	$(INFRA_TOOLS_VENV)/bin/checkov --config-file .checkov.yaml --file Dockerfile --framework dockerfile
 	$(INFRA_TOOLS_VENV)/bin/hadolint Dockerfile
 	$(BIN)/pytest -q tests/infra
+
+# promtool comes from Debian's `prometheus` package: installed here when running as root.
+PROMETHEUS_RULES := $(wildcard monitoring/prometheus/*.rules.yml)
+PROMETHEUS_RULE_TESTS := $(wildcard monitoring/prometheus/tests/*_test.yml)
+
+.PHONY: lint-monitoring
+lint-monitoring: ## Prometheus rules: promtool check rules + promtool test rules
+	@if ! command -v promtool >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "lint-monitoring: installing promtool (Debian package prometheus)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "lint-monitoring SKIPPED: promtool is missing and installing it needs root" \
+	      "(apt-get install prometheus)"; \
+	    exit 0; \
+	  fi; \
+	fi; \
+	promtool check rules $(PROMETHEUS_RULES) && promtool test rules $(PROMETHEUS_RULE_TESTS)
 
 .PHONY: schemas
 schemas: $(STAMP) ## regenerate the BigQuery and Pub/Sub schema files from aeroflow.domain.schema
