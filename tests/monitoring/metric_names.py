@@ -18,6 +18,8 @@ RULE_FILES = (PROMETHEUS_DIR / "recording.rules.yml", PROMETHEUS_DIR / "alerts.r
 
 # Cloud Monitoring metrics read through stackdriver_exporter, and Prometheus' own series.
 EXTERNAL_PREFIXES = ("stackdriver_pubsub_", "up")
+# Labels Prometheus attaches to every scraped series.
+TARGET_LABELS = frozenset({"job", "instance"})
 _SUFFIXES = {
     "counter": ("_total",),
     "histogram": ("_bucket", "_count", "_sum"),
@@ -45,7 +47,8 @@ class ExportedSeries:
 
 
 def exported_series() -> dict[str, ExportedSeries]:
-    """Every sample name aeroflow's registry can expose, with its label names and buckets."""
+    """Every sample name the service's registry can expose (aeroflow's and the process
+    collector's), with its label names and buckets."""
     found: dict[str, ExportedSeries] = {}
     for collector in list(REGISTRY._collector_to_names):  # no public listing of collectors
         labelnames = frozenset(getattr(collector, "_labelnames", ()))
@@ -53,8 +56,6 @@ def exported_series() -> dict[str, ExportedSeries]:
         buckets = frozenset(floatToGoString(b) for b in bounds)
         families: list[Metric] = list(collector.collect())
         for family in families:
-            if not family.name.startswith("aeroflow_"):
-                continue
             for suffix in _SUFFIXES.get(family.type, ("",)):
                 extra = {"le"} if suffix == "_bucket" else set()
                 found[family.name + suffix] = ExportedSeries(

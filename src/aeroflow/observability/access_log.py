@@ -15,23 +15,30 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aeroflow.observability.logging import log_request
 from aeroflow.observability.tracing import extract_http_context, get_tracer
 
-UNMATCHED_ROUTE = "<unmatched>"
+UNMATCHED_ROUTE = "unmatched"
 # Probes and scrapes arrive every few seconds: their lines are noise unless they fail.
 DEFAULT_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def route_template(scope: Scope) -> str:
-    """The matched route's path template, or ``<unmatched>`` (404s, before routing)."""
+    """The matched route's path template, or ``unmatched`` (404s, before routing).
+
+    Spelled as the API's metrics middleware spells its ``route`` label, so a log line and a
+    metric series of the same request share the value.
+    """
     route = scope.get("route")
     path = getattr(route, "path", None)
-    if isinstance(path, str):
-        return str(scope.get("root_path", "")) + path
-    return UNMATCHED_ROUTE
+    if not isinstance(path, str):
+        return UNMATCHED_ROUTE
+    if isinstance(route, Mount):
+        return f"{path}/{{path}}"
+    return path
 
 
 def _client_ip(headers: dict[str, str], scope: Scope) -> str | None:
