@@ -194,9 +194,10 @@ def test_push_subscription_uses_oidc_and_exponential_backoff(tf: TerraformTree) 
     assert retry["maximum_backoff"] == _ref("var.push_subscription.maximum_backoff")
     assert push.body["ack_deadline_seconds"] == _ref("var.push_subscription.ack_deadline_seconds")
     # The roots hand Pub/Sub the same audience the ingest service is told to check.
-    cloud_run = MODULES / "cloud_run"
-    assert tf.locals(cloud_run)["_ingest_env"].count("AEROFLOW_PUSH_OIDC_AUDIENCE") == 1
-    assert "local._push_audience" in tf.locals(cloud_run)["_ingest_env"]
+    common = tf.locals(MODULES / "cloud_run")["_common_env"]
+    assert common["AEROFLOW_PUSH_OIDC_ENABLED"] == "true"
+    assert common["AEROFLOW_PUSH_OIDC_AUDIENCE"] == _ref("local._push_audience")
+    assert common["AEROFLOW_PUSH_SERVICE_ACCOUNT"] == _ref("google_service_account.push.email")
     for env in ENVS:
         call = tf.module_calls(TERRAFORM / "envs" / env)["pubsub"]["push_subscription"]
         assert call["audience"] == _ref("module.cloud_run.push_audience")
@@ -335,19 +336,33 @@ def test_workload_identity_provider_pins_the_repository(tf: TerraformTree) -> No
     provider = tf.resource("google_iam_workload_identity_pool_provider", "github", github)
     assert provider.body["attribute_condition"] == _ref("local._attribute_condition")
     assert provider.block("oidc")["issuer_uri"] == "https://token.actions.githubusercontent.com"
-    condition = tf.locals(github)["_attribute_condition"]
-    assert "assertion.repository == ${jsonencode(var.github_repository)}" in condition
-    assert "assertion.ref in ${jsonencode(var.deploy_refs)}" in condition
+    local = tf.locals(github)
+    # The repository is an unconditional conjunct; refs (deploys) or plan environments follow.
+    condition = local["_attribute_condition"]
+    assert condition.startswith('${join(" && ", compact([')
+    assert '"assertion.repository == ${jsonencode(var.github_repository)}"' in condition
+    assert '"(${local._gate})"' in condition
+    assert "assertion.ref in ${jsonencode(var.deploy_refs)}" in local["_deploy_gate"]
+    assert (
+        "assertion.environment == ${jsonencode(var.github_environment)}" in (local["_deploy_gate"])
+    )
     assert "default" not in tf.variables(github)["github_repository"], "no default repository"
+    # The deployer is impersonable from deploy refs only (plan jobs run on pull-request refs).
     binding = tf.resource("google_service_account_iam_member", "deployer_workload_identity", github)
     assert binding.body["role"] == "roles/iam.workloadIdentityUser"
-    assert binding.body["member"].endswith("/attribute.repository/${var.github_repository}")
+    assert binding.body["for_each"] == _ref("toset(var.deploy_refs)")
+    assert binding.body["member"].endswith("/attribute.ref/${each.key}")
+    assert binding.body["member"].startswith("principalSet://iam.googleapis.com/${")
     for env in ENVS:
         call = tf.module_calls(TERRAFORM / "envs" / env)["github_oidc"]
         assert call["github_repository"] == _ref("var.github_repository")
         assert call["deploy_refs"] == ["refs/heads/main"]
-    prod = tf.module_calls(TERRAFORM / "envs" / "prod")["github_oidc"]
-    assert prod["github_environment"] == _ref("var.github_environment")
+    prod_root = TERRAFORM / "envs" / "prod"
+    assert tf.module_calls(prod_root)["github_oidc"]["github_environment"] == _ref(
+        "var.github_environment"
+    )
+    # deploy.yml and terraform.yml run prod jobs in the GitHub environment "prod".
+    assert tf.variables(prod_root)["github_environment"]["default"] == "prod"
 
 
 def test_deployer_holds_only_pipeline_roles(tf: TerraformTree) -> None:

@@ -50,6 +50,12 @@ variable "labels" {
   default     = {}
 }
 
+variable "plan_environments" {
+  description = "GitHub environments of pull-request plan jobs that may federate (bind their read-only identity yourself)."
+  type        = list(string)
+  default     = ["dev-plan"]
+}
+
 variable "project_id" {
   description = "GCP project of this environment."
   type        = string

@@ -68,6 +68,7 @@ module "github_oidc" {
   github_repository    = var.github_repository
   github_repository_id = var.github_repository_id
   deploy_refs          = ["refs/heads/main"]
+  plan_environments    = var.plan_environments
   github_environment   = var.github_environment
   artifact_registry    = module.cloud_run.repository
   cloud_run_services   = module.cloud_run.services

@@ -29,9 +29,9 @@ variable "deployer_can_publish" {
 }
 
 variable "github_environment" {
-  description = "GitHub Actions environment whose jobs may deploy to prod (put required reviewers on it)."
+  description = "GitHub Actions environment whose jobs may deploy to prod (put required reviewers on it); deploy.yml and terraform.yml use prod."
   type        = string
-  default     = "production"
+  default     = "prod"
 }
 
 variable "github_repository" {
@@ -54,6 +54,12 @@ variable "labels" {
   description = "Labels on every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "plan_environments" {
+  description = "GitHub environments of pull-request plan jobs that may federate (bind their read-only identity yourself)."
+  type        = list(string)
+  default     = ["prod-plan"]
 }
 
 variable "project_id" {

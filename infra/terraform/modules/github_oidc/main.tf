@@ -1,11 +1,21 @@
 locals {
-  # Every token must come from this repository, from a deploy ref, and (optionally) from the
-  # protected environment and the repository id; anything else GitHub signs is refused.
-  _attribute_condition = join(" && ", compact([
-    "assertion.repository == ${jsonencode(var.github_repository)}",
+  # Every token must come from this repository (and, if given, its numeric id) and either from
+  # a deploy ref (in the protected environment, if given) or from a plan environment, whose
+  # jobs run on pull requests. Which service account a token may then impersonate is decided
+  # by that account's own binding (the deployer: deploy refs only).
+  _deploy_gate = join(" && ", compact([
     "assertion.ref in ${jsonencode(var.deploy_refs)}",
     var.github_environment == null ? "" : "assertion.environment == ${jsonencode(var.github_environment)}",
+  ]))
+  _gate = (
+    length(var.plan_environments) == 0
+    ? local._deploy_gate
+    : "(${local._deploy_gate}) || assertion.environment in ${jsonencode(var.plan_environments)}"
+  )
+  _attribute_condition = join(" && ", compact([
+    "assertion.repository == ${jsonencode(var.github_repository)}",
     var.github_repository_id == null ? "" : "assertion.repository_id == ${jsonencode(var.github_repository_id)}",
+    "(${local._gate})",
   ]))
 }
 

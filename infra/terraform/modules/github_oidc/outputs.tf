@@ -13,6 +13,14 @@ output "deployer_member" {
   value       = google_service_account.deployer.member
 }
 
+output "deploy_principal_sets" {
+  description = "principalSet members for workflows of each deploy ref (bind the Terraform apply identity to these)."
+  value = {
+    for ref in var.deploy_refs :
+    ref => "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.github.name}/attribute.ref/${ref}"
+  }
+}
+
 output "pool_name" {
   description = "Full resource name of the workload identity pool."
   value       = google_iam_workload_identity_pool.github.name

@@ -7,8 +7,11 @@ resource "google_service_account" "deployer" {
   description  = "Pushes images and rolls Cloud Run revisions for ${var.github_repository}."
 }
 
+# Only workflows of a deploy ref may act as the deployer; the provider already admits nothing
+# from outside the repository, so the ref is the remaining pin (plan jobs run on PR refs).
 resource "google_service_account_iam_member" "deployer_workload_identity" {
+  for_each           = toset(var.deploy_refs)
   service_account_id = google_service_account.deployer.name
   role               = "roles/iam.workloadIdentityUser"
-  member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.github.name}/attribute.repository/${var.github_repository}"
+  member             = "principalSet://iam.googleapis.com/${google_iam_workload_identity_pool.github.name}/attribute.ref/${each.key}"
 }

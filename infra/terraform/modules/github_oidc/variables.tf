@@ -56,6 +56,12 @@ variable "github_repository_id" {
   }
 }
 
+variable "plan_environments" {
+  description = "GitHub environments whose jobs (Terraform plans on pull requests) may also federate. They get no role here: bind a read-only service account to principal://iam.googleapis.com/<pool>/subject/repo:<owner/name>:environment:<env>."
+  type        = list(string)
+  default     = []
+}
+
 variable "pool_id" {
   description = "Workload identity pool id."
   type        = string

@@ -39,7 +39,7 @@ resource "google_pubsub_subscription" "push" {
 resource "google_pubsub_subscription" "pull" {
   count                        = var.pull_subscription == null ? 0 : 1
   project                      = var.project_id
-  name                         = "${var.topic_name}-worker-pull"
+  name                         = "${var.topic_name}-pull"
   topic                        = google_pubsub_topic.default.id
   labels                       = var.labels
   ack_deadline_seconds         = var.pull_subscription.ack_deadline_seconds
