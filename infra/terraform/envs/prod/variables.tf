@@ -23,9 +23,9 @@ variable "bigquery_subscription" {
 }
 
 variable "deployer_can_publish" {
-  description = "Let the CD identity publish to the topic, for the post-deploy end-to-end test. Off in prod: test events would mix with real ones."
+  description = "Let the CD identity publish to the topic: deploy.yml proves every deploy, prod included, by publishing an end-to-end test event. Turning it off makes prod deploys fail their e2e step."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "github_environment" {
