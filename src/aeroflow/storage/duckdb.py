@@ -104,7 +104,6 @@ def _arrow_schema(table: SchemaTable) -> pa.Schema:
 
 
 _EVENTS_SCHEMA: Final = _arrow_schema(FLIGHT_EVENTS)
-_FLIGHTS_SCHEMA: Final = _arrow_schema(FLIGHTS)
 _REJECTED_SCHEMA: Final = _arrow_schema(REJECTED_MESSAGES)
 
 
@@ -138,8 +137,6 @@ def _event_columns(message: AcceptedMessage) -> dict[str, object]:
         "distance_miles": event.distance_miles,
         "air_time_minutes": event.air_time_minutes,
         "event_time": event.event_time,
-        # Only flights has this column; dropped for flight_events by the schema projection.
-        "updated_at": message.ingest_time,
     }
 
 
@@ -167,18 +164,27 @@ def _arrow_table(rows: Sequence[dict[str, object]], schema: pa.Schema) -> pa.Tab
     )
 
 
-def _newest_per_flight(
-    messages: Sequence[AcceptedMessage], rows: Sequence[dict[str, object]]
-) -> list[dict[str, object]]:
-    """The winning event row per flight within a batch; the upsert then compares it with the
-    stored row in the same (event_time, publish_time, message_id) order."""
-    newest: dict[object, tuple[tuple[datetime, datetime, str], dict[str, object]]] = {}
-    for message, row in zip(messages, rows, strict=True):
+def _newest_per_flight(messages: Sequence[AcceptedMessage], flight_ids: list[str]) -> list[int]:
+    """Positions of the winning event per flight within a batch; the upsert then compares each
+    with the stored row in the same (event_time, publish_time, message_id) order."""
+    newest: dict[str, tuple[tuple[datetime, datetime, str], int]] = {}
+    for position, (message, flight) in enumerate(zip(messages, flight_ids, strict=True)):
         recency = (message.event.event_time, message.meta.publish_time, message.meta.message_id)
-        current = newest.get(row["flight_id"])
+        current = newest.get(flight)
         if current is None or recency > current[0]:
-            newest[row["flight_id"]] = (recency, row)
-    return [row for _, row in newest.values()]
+            newest[flight] = (recency, position)
+    return [position for _, position in newest.values()]
+
+
+def _current_state(events: pa.Table, messages: Sequence[AcceptedMessage]) -> pa.Table:
+    """Rows for ``flights`` from the batch's flight_events rows: the newest per flight, with
+    updated_at = the ingest time of the event that made the row."""
+    winners = _newest_per_flight(messages, events.column("flight_id").to_pylist())
+    columns = {
+        name: events.column("ingest_time" if name == "updated_at" else name)
+        for name in FLIGHTS.column_names
+    }
+    return pa.table(columns).take(winners)
 
 
 class DuckDBFlightStore:
@@ -239,11 +245,15 @@ class DuckDBFlightStore:
                 existing = self._existing_ids(cursor, seen)
                 new_accepted = [m for m in accepted if m.meta.message_id not in existing]
                 new_rejected = [m for m in rejected if m.meta.message_id not in existing]
-                event_rows = [_event_columns(m) for m in new_accepted]
-                self._insert_rows(cursor, "flight_events", event_rows, _EVENTS_SCHEMA)
-                rejected_rows = [_rejected_columns(m) for m in new_rejected]
-                self._insert_rows(cursor, "rejected_messages", rejected_rows, _REJECTED_SCHEMA)
-                self._upsert_flights(cursor, _newest_per_flight(new_accepted, event_rows))
+                if new_rejected:
+                    rejections = _arrow_table(
+                        [_rejected_columns(m) for m in new_rejected], _REJECTED_SCHEMA
+                    )
+                    self._insert(cursor, "rejected_messages", rejections)
+                if new_accepted:
+                    events = _arrow_table([_event_columns(m) for m in new_accepted], _EVENTS_SCHEMA)
+                    self._insert(cursor, "flight_events", events)
+                    self._upsert_flights(cursor, _current_state(events, new_accepted))
                 cursor.commit()
             except BaseException:
                 # Secondary errors while rolling back must not mask the first one.
@@ -270,28 +280,17 @@ class DuckDBFlightStore:
             cursor.unregister("batch_ids")
 
     @staticmethod
-    def _insert_rows(
-        cursor: duckdb.DuckDBPyConnection,
-        table: str,
-        rows: Sequence[dict[str, object]],
-        schema: pa.Schema,
-    ) -> None:
-        if not rows:
-            return
+    def _insert(cursor: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
         # ``table`` is one of this module's constants, never caller text.
-        cursor.register("batch_rows", _arrow_table(rows, schema))
+        cursor.register("batch_rows", rows)
         try:
             cursor.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch_rows")  # noqa: S608
         finally:
             cursor.unregister("batch_rows")
 
     @staticmethod
-    def _upsert_flights(
-        cursor: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, object]]
-    ) -> None:
-        if not rows:
-            return
-        cursor.register("batch_flights", _arrow_table(rows, _FLIGHTS_SCHEMA))
+    def _upsert_flights(cursor: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+        cursor.register("batch_flights", rows)
         try:
             cursor.execute(_UPSERT_FLIGHTS_SQL)
         finally:
