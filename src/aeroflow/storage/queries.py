@@ -6,8 +6,9 @@ date-part functions the time groupings use, and continuous percentiles. The last
 translation problem: DuckDB has the aggregate ``quantile_cont`` while GoogleSQL only has
 ``PERCENTILE_CONT`` as an analytic function, so the BigQuery statement has a different shape (a
 window per group, then the aggregation). Transpiling one dialect into the other would hide that
-difference instead of stating it; explicit fragments keep both statements readable and the
-tests can compare them line by line. (The tests do use sqlglot to parse both dialects.)
+difference instead of stating it; explicit fragments keep both statements readable. sqlglot
+still earns its place in the tests: they parse both dialects with it, and run the BigQuery
+statements, transpiled, on DuckDB to check they compute what the DuckDB ones compute.
 
 Injection safety by construction: every value a caller supplies goes into ``SqlQuery.params``
 under a name chosen here; the SQL text is assembled only from constants of this module and
@@ -49,7 +50,8 @@ DELAY_STATS_COLUMNS: Final[tuple[str, ...]] = (
     "group_order",
 )
 
-ON_TIME_THRESHOLD_MINUTES: Final = 15  # US DOT: arriving < 15 minutes late is on time
+# On time = arrival delay <= 15 minutes, as port.DelayStats defines it (after the US DOT).
+ON_TIME_THRESHOLD_MINUTES: Final = 15
 
 
 @dataclass(frozen=True, slots=True)
