@@ -22,17 +22,28 @@ from aeroflow.storage.port import FlightStore, WriteBatch
 from .flightdata import Dataset, build_dataset
 from .support import AppFactory, StoreFactory
 
-StoreOpener = Callable[[Path], FlightStore]
+StoreOpener = Callable[[Path, pytest.FixtureRequest], FlightStore]
 
 
-def _open_duckdb(directory: Path) -> FlightStore:
+def _open_duckdb(directory: Path, request: pytest.FixtureRequest) -> FlightStore:
     from aeroflow.storage.duckdb import DuckDBFlightStore
 
     return DuckDBFlightStore(directory / "aeroflow.duckdb", threads=2)
 
 
-STORE_OPENERS: dict[str, StoreOpener] = {"duckdb": _open_duckdb}
-BACKENDS = [pytest.param("duckdb", id="duckdb")]
+def _open_bigquery(directory: Path, request: pytest.FixtureRequest) -> FlightStore:
+    # A fresh dataset on the session's BigQuery emulator (tests/bigquery_emulator.py), which
+    # skips these tests with the reason when the emulator is not installed.
+    from bigquery_emulator import emulator_store
+
+    return emulator_store(request.getfixturevalue("bigquery_emulator"))
+
+
+STORE_OPENERS: dict[str, StoreOpener] = {"duckdb": _open_duckdb, "bigquery": _open_bigquery}
+BACKENDS = [
+    pytest.param("duckdb", id="duckdb"),
+    pytest.param("bigquery", id="bigquery", marks=pytest.mark.emulator),
+]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -45,7 +56,7 @@ def store_factory(
     opened: list[FlightStore] = []
 
     def make(batches: Sequence[WriteBatch]) -> FlightStore:
-        store = opener(tmp_path_factory.mktemp(f"store-{request.param}"))
+        store = opener(tmp_path_factory.mktemp(f"store-{request.param}"), request)
         opened.append(store)
         for batch in batches:
             store.write_batch(batch)

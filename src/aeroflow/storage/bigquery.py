@@ -39,6 +39,7 @@ from aeroflow.storage.port import (
     FlightQuery,
     GroupBy,
     Keyset,
+    StorageUnavailableError,
     WriteBatch,
     WriteResult,
 )
@@ -100,6 +101,7 @@ class BigQueryFlightStore:
             queries.quote_table(table, "bigquery")
         self._api_retry = api_retry(job_timeout_seconds)
         self._job_retry = job_retry(job_timeout_seconds)
+        self._closed = False
 
     @classmethod
     def from_settings(cls, settings: Settings, client: bigquery.Client) -> BigQueryFlightStore:
@@ -117,6 +119,7 @@ class BigQueryFlightStore:
     def write_batch(self, batch: WriteBatch) -> WriteResult:
         if len(batch) == 0:
             return WriteResult(stored=0, duplicates=0, rejected=0)
+        self._check_open()
         staging = f"{self._dataset}.{_STAGING_PREFIX}{uuid.uuid4().hex}"
         with _timed("write_batch"), unavailable_on_transient("write_batch"):
             self._create_staging(staging)
@@ -217,13 +220,21 @@ class BigQueryFlightStore:
         # A metadata read, not a query: readiness probes run every few seconds, and a query
         # job each time would cost quota for nothing. It still proves endpoint, credentials
         # and the dataset.
+        self._check_open()
         with _timed("ping"), unavailable_on_transient("ping"):
             self._client.get_dataset(self._dataset, retry=self._api_retry, timeout=self._timeout)
 
     def close(self) -> None:
+        self._closed = True
         self._client.close()  # type: ignore[no-untyped-call]
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        # The client would quietly reopen its HTTP session; a closed store must stay closed,
+        # as a closed DuckDB connection does.
+        if self._closed:
+            raise StorageUnavailableError("the BigQuery store is closed")
 
     @property
     def _timeout_ms(self) -> int:
@@ -244,6 +255,7 @@ class BigQueryFlightStore:
             bigquery.ScalarQueryParameter(name, queries.bigquery_param_type(value), value)
             for name, value in query.params.items()
         ]
+        self._check_open()
         with _timed(kind), unavailable_on_transient(kind):
             # Plain row iteration: results come over the REST API, never through the Storage
             # Read API (which the emulator cannot serve for query results).
