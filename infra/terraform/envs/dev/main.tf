@@ -75,3 +75,28 @@ module "github_oidc" {
     for k, id in module.cloud_run.runtime_service_account_ids : k => id
   }
 }
+
+module "monitoring" {
+  source      = "../../modules/monitoring"
+  project_id  = module.project_services.project_id
+  name_prefix = "aeroflow-dev"
+  labels      = local._labels
+  api_service = {
+    name     = module.cloud_run.api_service_name
+    location = var.region
+    url      = module.cloud_run.api_url
+  }
+  cloud_run_services = {
+    api    = { name = module.cloud_run.api_service_name, location = var.region, max_instances = 3 }
+    ingest = { name = module.cloud_run.ingest_service_name, location = var.region, max_instances = 3 }
+  }
+  pubsub = {
+    subscriptions = concat(
+      [module.pubsub.push_subscription],
+      var.worker ? [basename(module.pubsub.pull_subscription)] : [],
+    )
+  }
+  notification_channels = var.notification_channels
+  runbook_base_url      = "https://github.com/${var.github_repository}/blob/main/docs/runbooks.md"
+  uptime_check          = { oidc = var.api_access == "iam" }
+}

@@ -78,3 +78,12 @@ variable "worker" {
   type        = bool
   default     = false
 }
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids for page- and ticket-severity alerts."
+  type = object({
+    page   = optional(list(string), [])
+    ticket = optional(list(string), [])
+  })
+  default = {}
+}
