@@ -24,7 +24,8 @@ from google.cloud import bigquery
 from storage_factories import NEW_YORK_WINTER, accepted, make_event, rejected
 
 from aeroflow.domain.events import FlightEvent, FlightStatus
-from aeroflow.storage.bigquery import BigQueryFlightStore
+from aeroflow.settings import Settings
+from aeroflow.storage.bigquery import BigQueryFlightStore, build_bigquery_client
 from aeroflow.storage.port import (
     DelayStats,
     Flight,
@@ -32,6 +33,7 @@ from aeroflow.storage.port import (
     FlightQuery,
     GroupBy,
     SortOrder,
+    StorageUnavailableError,
     WriteBatch,
 )
 from bigquery_emulator import BigQueryDataset, BigQueryEmulator, fresh_dataset
@@ -482,3 +484,22 @@ def test_every_job_carries_the_byte_cap_the_timeout_and_named_parameters(
         assert "'EWR'" not in body["query"]
     loads = [b for b in sent if "load" in b.get("configuration", {})]
     assert [str(b["configuration"]["jobTimeoutMs"]) for b in loads] == ["7500"]
+
+
+def test_the_composition_root_path_reaches_the_emulator(
+    bigquery_emulator: BigQueryEmulator, bigquery_dataset: BigQueryDataset
+) -> None:
+    settings = Settings(
+        storage_backend="bigquery",
+        gcp_project=bigquery_emulator.project,
+        bigquery_dataset=bigquery_dataset.dataset,
+        bigquery_api_endpoint=bigquery_emulator.rest_url,
+    )
+    store = BigQueryFlightStore.from_settings(settings, build_bigquery_client(settings))
+    store.ping()
+    event = make_event()
+    assert store.write_batch(WriteBatch(accepted=[accepted(event, "m-1")])).stored == 1
+    assert bigquery_dataset.count("flights") == 1
+    store.close()
+    with pytest.raises(StorageUnavailableError):
+        store.ping()
