@@ -7,6 +7,9 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from aeroflow.api.params import LIST_PARAMS, STATS_PARAMS
 
@@ -261,3 +264,51 @@ def test_wrong_method_is_405_with_allow(client: TestClient, method: str) -> None
     response = client.request(method, "/v1/flights")
     assert_error(response, 405, "method_not_allowed")
     assert "GET" in response.headers["allow"]
+
+
+@pytest.mark.parametrize(
+    "raw_query",
+    [
+        "%ff=1",
+        "carrier=%ff",
+        "carrier=%00",
+        "&&&",
+        "=",
+        "=1",
+        "carrier",
+        "limit=%2B5%20",
+        "a=b=c",
+        "carrier=U%41",
+        "departure_from=2013-01-01T00:00:00%2B01:00",
+        "%E2%80%AE=1",
+        "cursor=%",
+    ],
+)
+def test_raw_query_string_oddities_never_fail_the_server(
+    client: TestClient, raw_query: str
+) -> None:
+    response = client.get(f"/v1/flights?{raw_query}")
+    assert response.status_code < 500, response.text
+    if response.status_code != 200:
+        assert set(response.json()["error"]) == {"code", "message", "details"}
+
+
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([*LIST_PARAMS, "x", ""]) | st.text(max_size=8),
+            st.text(max_size=40),
+        ),
+        max_size=6,
+    )
+)
+def test_arbitrary_query_strings_never_cause_a_5xx(
+    client: TestClient, pairs: list[tuple[str, str]]
+) -> None:
+    response = client.get("/v1/flights", params=pairs)
+    assert response.status_code in {200, 400, 414, 422}, response.text
+    if response.status_code != 200:
+        assert set(response.json()["error"]) == {"code", "message", "details"}
