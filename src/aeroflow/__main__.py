@@ -1,0 +1,3 @@
+from aeroflow.cli import app
+
+app(prog_name="aeroflow")

@@ -1,0 +1,104 @@
+"""The composition root: settings -> adapters -> the app or the worker.
+
+Only this module knows which storage adapter and which push authenticator run. Everything else
+receives its collaborators as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from enum import StrEnum
+
+from fastapi import APIRouter, FastAPI
+
+from aeroflow.api.app import create_app
+from aeroflow.api.routes.status import create_status_router
+from aeroflow.ingest.auth import NoPushAuthentication, PushAuthenticator
+from aeroflow.ingest.committer import GroupCommitter
+from aeroflow.ingest.push import create_push_router
+from aeroflow.observability.access_log import AccessLogMiddleware
+from aeroflow.observability.logging import configure_logging
+from aeroflow.observability.tracing import configure_tracing, shutdown_tracing
+from aeroflow.settings import Settings
+from aeroflow.storage.port import FlightStore
+
+
+class Role(StrEnum):
+    """What one process serves: both halves locally, one half per Cloud Run service."""
+
+    SERVE = "serve"  # read API + push ingest (local default)
+    API = "api"  # read API only (Cloud Run service aeroflow-api)
+    INGEST = "ingest"  # push ingest only (Cloud Run service aeroflow-ingest)
+
+
+def build_store(settings: Settings) -> FlightStore:
+    if settings.storage_backend == "bigquery":
+        from aeroflow.storage.bigquery import BigQueryFlightStore, build_bigquery_client
+
+        return BigQueryFlightStore.from_settings(settings, build_bigquery_client(settings))
+    from aeroflow.storage.duckdb import DuckDBFlightStore
+
+    return DuckDBFlightStore(settings.duckdb_path, threads=settings.duckdb_threads)
+
+
+def build_push_authenticator(settings: Settings) -> PushAuthenticator:
+    if settings.push_oidc_enabled:
+        from aeroflow.ingest.oidc import OidcPushAuthenticator
+
+        return OidcPushAuthenticator.from_settings(settings)
+    return NoPushAuthentication()
+
+
+def build_committer(settings: Settings, store: FlightStore) -> GroupCommitter:
+    return GroupCommitter(
+        store,
+        max_batch=settings.ingest_max_batch_messages,
+        max_wait_seconds=settings.ingest_max_batch_wait_ms / 1000,
+    )
+
+
+def configure_observability(settings: Settings) -> None:
+    """Process-wide logging and tracing; called once by each CLI entry point."""
+    configure_logging(settings.log_level, settings.log_json, project_id=settings.gcp_project)
+    configure_tracing(settings)
+
+
+def build_app(settings: Settings, role: Role = Role.SERVE) -> FastAPI:
+    store = build_store(settings)
+    routers: list[APIRouter] = [create_status_router()]
+    committer: GroupCommitter | None = None
+    if role in (Role.SERVE, Role.INGEST):
+        committer = build_committer(settings, store)
+        routers.append(
+            create_push_router(
+                committer,
+                build_push_authenticator(settings),
+                max_body_bytes=settings.push_max_body_bytes,
+            )
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if committer is not None:
+            committer.start()
+        try:
+            yield
+        finally:
+            # SIGTERM: uvicorn stops accepting, finishes in-flight requests, then we flush
+            # whatever is still queued before Cloud Run's grace period ends.
+            if committer is not None:
+                committer.drain(settings.ingest_drain_timeout_seconds)
+            store.close()
+            shutdown_tracing()
+
+    app = create_app(
+        settings,
+        store,
+        routers=routers,
+        lifespan=lifespan,
+        read_api=role is not Role.INGEST,
+    )
+    # Outermost, so the access log times everything, error handlers included.
+    app.add_middleware(AccessLogMiddleware)
+    return app

