@@ -65,8 +65,13 @@ class FlightEvent(BaseModel):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
-        for name in ("scheduled_departure", "scheduled_arrival", "actual_departure",
-                     "actual_arrival", "event_time"):
+        for name in (
+            "scheduled_departure",
+            "scheduled_arrival",
+            "actual_departure",
+            "actual_arrival",
+            "event_time",
+        ):
             value: datetime | None = getattr(self, name)
             if value is not None and not _MIN_TIME <= value < _MAX_TIME:
                 raise ValueError(f"{name} is outside 1950..2100")
@@ -91,9 +96,7 @@ class FlightEvent(BaseModel):
             raise ValueError(f"status {self.status} cannot have actual times")
         if self.status is FlightStatus.DEPARTED and arr is not None:
             raise ValueError("status departed cannot have actual_arrival")
-        if dep is not None and not (
-            -_MAX_EARLY <= dep - self.scheduled_departure <= _MAX_LATE
-        ):
+        if dep is not None and not (-_MAX_EARLY <= dep - self.scheduled_departure <= _MAX_LATE):
             raise ValueError("actual_departure is implausibly far from scheduled_departure")
         if arr is not None:
             if dep is None or arr <= dep:

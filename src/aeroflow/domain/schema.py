@@ -87,12 +87,12 @@ def _col(name: str, type_: ColumnType, description: str, *, required: bool = Tru
     return Column(name, type_, required, description)
 
 
-S, I, TS, DT = ColumnType.STRING, ColumnType.INT64, ColumnType.TIMESTAMP, ColumnType.DATETIME
+S, INT, TS, DT = ColumnType.STRING, ColumnType.INT64, ColumnType.TIMESTAMP, ColumnType.DATETIME
 
 # The message body published on the topic: exactly the FlightEvent fields.
 EVENT_PAYLOAD: tuple[Column, ...] = (
     _col("carrier", S, "IATA airline designator (2 characters)."),
-    _col("flight_number", I, "Flight number, 1-9999."),
+    _col("flight_number", INT, "Flight number, 1-9999."),
     _col("origin", S, "IATA code of the departure airport."),
     _col("destination", S, "IATA code of the arrival airport."),
     _col("scheduled_departure", TS, "Scheduled departure (UTC)."),
@@ -101,16 +101,16 @@ EVENT_PAYLOAD: tuple[Column, ...] = (
     _col("actual_departure", TS, "Actual departure (UTC).", required=False),
     _col("actual_arrival", TS, "Actual arrival (UTC).", required=False),
     _col("tail_number", S, "Aircraft registration.", required=False),
-    _col("distance_miles", I, "Great-circle distance in statute miles."),
-    _col("air_time_minutes", I, "Minutes in the air.", required=False),
+    _col("distance_miles", INT, "Great-circle distance in statute miles."),
+    _col("air_time_minutes", INT, "Minutes in the air.", required=False),
     _col("event_time", TS, "When the status change happened (UTC)."),
 )
 
 DERIVED: tuple[Column, ...] = (
     _col("flight_id", S, "{carrier}{flight_number:04d}-{origin}-{local date YYYYMMDD}."),
     _col("scheduled_departure_local", DT, "Scheduled departure, wall clock at the origin."),
-    _col("dep_delay_minutes", I, "actual_departure - scheduled_departure.", required=False),
-    _col("arr_delay_minutes", I, "actual_arrival - scheduled_arrival.", required=False),
+    _col("dep_delay_minutes", INT, "actual_departure - scheduled_departure.", required=False),
+    _col("arr_delay_minutes", INT, "actual_arrival - scheduled_arrival.", required=False),
 )
 
 _MESSAGE_ID = _col("message_id", S, "Pub/Sub message id; the idempotency key.")
@@ -179,12 +179,14 @@ def pubsub_avro_schema() -> dict[str, Any]:
         if column.required:
             fields.append({"name": column.name, "type": avro_type, "doc": column.description})
         else:
-            fields.append({
-                "name": column.name,
-                "type": ["null", avro_type],
-                "default": None,
-                "doc": column.description,
-            })
+            fields.append(
+                {
+                    "name": column.name,
+                    "type": ["null", avro_type],
+                    "default": None,
+                    "doc": column.description,
+                }
+            )
     return {
         "type": "record",
         "name": "FlightEvent",
