@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     pubsub_pull_max_messages: int = Field(default=4000, ge=1)
     pubsub_pull_max_bytes: int = Field(default=64 * 1024**2, ge=1024)
     pubsub_pull_max_lease_seconds: int = Field(default=600, ge=10)
+    # Longest single lease extension; 0 = the client's adaptive default (<= 60 s). Smaller
+    # values return a crashed worker's messages sooner at the cost of more modack calls.
+    pubsub_pull_lease_extension_seconds: int = Field(default=0, ge=0, le=600)
 
     # --- observability -------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -85,9 +88,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
-        if self.environment == "production":
-            if self.cursor_secret.get_secret_value() == _DEV_CURSOR_SECRET:
-                raise ValueError("AEROFLOW_CURSOR_SECRET must be set in production")
+        if (
+            self.environment == "production"
+            and self.cursor_secret.get_secret_value() == _DEV_CURSOR_SECRET
+        ):
+            raise ValueError("AEROFLOW_CURSOR_SECRET must be set in production")
         if self.storage_backend == "bigquery" and not self.gcp_project:
             raise ValueError("AEROFLOW_GCP_PROJECT is required with the bigquery backend")
         # On Cloud Run the ingest URL is reachable by Google's front end: without token
