@@ -1,0 +1,1 @@
+"""Ingest: Pub/Sub push and pull in, validation, group commit into the storage port."""

@@ -1,0 +1,242 @@
+"""Group commit: many callers, one writer thread, one durable write per batch.
+
+Each push request (or pull callback) submits one decoded message and waits on a Future. The
+writer thread takes everything queued, up to ``max_batch`` items, waiting at most
+``max_wait_seconds`` after the oldest queued item arrived for more to join it, and stores the
+lot with a single ``FlightStore.write_batch``. Only then are the futures resolved, so a caller
+acks a message only after its write is durable. When the write fails, every future of the batch
+fails with StorageUnavailableError and nothing is acked: Pub/Sub redelivers, and the store's
+idempotency by message id makes the retry safe.
+
+One writer thread because DuckDB wants a single writer, and because a few large transactions
+are far cheaper than many small ones on any backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Final
+
+from aeroflow.observability import metrics
+from aeroflow.storage.port import (
+    AcceptedMessage,
+    FlightStore,
+    RejectedMessage,
+    StorageUnavailableError,
+    WriteBatch,
+    WriteResult,
+)
+
+log = logging.getLogger(__name__)
+
+Item = AcceptedMessage | RejectedMessage
+
+_STORED: Final = metrics.INGEST_MESSAGES.labels(outcome="stored", reason="none")
+_DUPLICATE: Final = metrics.INGEST_MESSAGES.labels(outcome="duplicate", reason="none")
+_FAILED: Final = metrics.INGEST_MESSAGES.labels(outcome="failed", reason="none")
+
+
+class Outcome(StrEnum):
+    STORED = "stored"  # a new accepted message, now durable
+    DUPLICATE = "duplicate"  # this message id was already stored; nothing changed
+    REJECTED = "rejected"  # a poison message, now durable in rejected_messages
+
+
+class CommitterOverloadedError(StorageUnavailableError):
+    """Too many messages are waiting for the writer; retry later (HTTP 429)."""
+
+
+class CommitterClosedError(StorageUnavailableError):
+    """The committer is draining or stopped and takes no new messages (HTTP 503)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    item: Item
+    future: Future[Outcome]
+    enqueued: float  # time.monotonic()
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        store: FlightStore,
+        *,
+        max_batch: int,
+        max_wait_seconds: float,
+        max_pending: int | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        if max_wait_seconds < 0:
+            raise ValueError("max_wait_seconds must be >= 0")
+        self._store = store
+        self._max_batch = max_batch
+        self._max_wait = max_wait_seconds
+        # Enough for a few batches in flight; beyond that callers are told to back off rather
+        # than pile up memory and latency.
+        self._max_pending = max_pending if max_pending is not None else 8 * max_batch
+        self._queue: deque[_Pending] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._warned_unattributed = False
+
+    # --- caller side ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._closed:
+                raise CommitterClosedError("committer was drained; create a new one")
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="aeroflow-group-committer", daemon=True
+            )
+            self._thread.start()
+
+    def submit(self, item: Item) -> Future[Outcome]:
+        """Queue one message. The future resolves once its batch is durable.
+
+        Raises CommitterClosedError after ``drain``. When too many messages are waiting the
+        returned future has already failed with CommitterOverloadedError.
+        """
+        future: Future[Outcome] = Future()
+        with self._cond:
+            if self._closed:
+                raise CommitterClosedError("ingest is shutting down")
+            if len(self._queue) >= self._max_pending:
+                future.set_exception(
+                    CommitterOverloadedError(f"{len(self._queue)} messages waiting to be written")
+                )
+                return future
+            self._queue.append(_Pending(item, future, time.monotonic()))
+            if len(self._queue) == 1 or len(self._queue) >= self._max_batch:
+                self._cond.notify()
+        return future
+
+    def drain(self, timeout: float) -> None:
+        """Stop taking messages, write everything queued, then stop the writer.
+
+        Whatever could not be written within ``timeout`` fails with StorageUnavailableError
+        (never acked, so Pub/Sub redelivers it).
+        """
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        with self._cond:
+            leftovers = list(self._queue)
+            self._queue.clear()
+        for pending in leftovers:
+            if pending.future.set_running_or_notify_cancel():
+                pending.future.set_exception(
+                    CommitterClosedError("shut down before the message was written")
+                )
+        if leftovers:
+            _FAILED.inc(len(leftovers))
+            log.warning("drain timed out; %d messages left unwritten", len(leftovers))
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    # --- writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            self._commit(batch)
+
+    def _take_batch(self) -> list[_Pending] | None:
+        """Block until a batch is due; None when drained and empty."""
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            # Wait for company only while the oldest item is younger than max_wait: items that
+            # queued up during the previous commit have already waited and go at once.
+            deadline = self._queue[0].enqueued + self._max_wait
+            while len(self._queue) < self._max_batch and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            count = min(len(self._queue), self._max_batch)
+            return [self._queue.popleft() for _ in range(count)]
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        live = [p for p in batch if p.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        # The same message id twice in one batch (a redelivery racing the original): write it
+        # once; the later copies are duplicates by definition.
+        first: dict[str, _Pending] = {}
+        repeats: list[_Pending] = []
+        for pending in live:
+            if first.setdefault(pending.item.meta.message_id, pending) is not pending:
+                repeats.append(pending)
+        unique = list(first.values()) if repeats else live
+        accepted = [p.item for p in unique if isinstance(p.item, AcceptedMessage)]
+        rejected = [p.item for p in unique if isinstance(p.item, RejectedMessage)]
+
+        started = time.perf_counter()
+        try:
+            result = self._store.write_batch(WriteBatch(accepted=accepted, rejected=rejected))
+        except Exception as exc:
+            # StorageUnavailableError is the expected case; anything else is a bug in an
+            # adapter, but the waiting callers must hear about it either way (none is acked),
+            # and the writer must survive it.
+            for pending in live:
+                pending.future.set_exception(exc)
+            _FAILED.inc(len(live))
+            log.warning("batch write of %d messages failed: %r", len(unique), exc)
+            return
+        committed = time.perf_counter()
+        metrics.INGEST_COMMIT_DURATION.observe(committed - started)
+        metrics.INGEST_BATCH_SIZE.observe(len(unique))
+        self._resolve(unique, repeats, result)
+
+    def _resolve(
+        self, unique: list[_Pending], repeats: list[_Pending], result: WriteResult
+    ) -> None:
+        duplicate_ids = result.duplicate_ids
+        if result.duplicates != len(duplicate_ids) and not self._warned_unattributed:
+            self._warned_unattributed = True
+            log.warning(
+                "store reported %d duplicates but named %d; per-message outcomes may say"
+                " stored for a duplicate",
+                result.duplicates,
+                len(duplicate_ids),
+            )
+        now = datetime.now(UTC)
+        stored = duplicates = 0
+        for pending in unique:
+            item = pending.item
+            if duplicate_ids and item.meta.message_id in duplicate_ids:
+                duplicates += 1
+                pending.future.set_result(Outcome.DUPLICATE)
+            elif isinstance(item, AcceptedMessage):
+                stored += 1
+                metrics.INGEST_FRESHNESS.observe((now - item.meta.publish_time).total_seconds())
+                metrics.INGEST_EVENT_LAG.observe((now - item.event.event_time).total_seconds())
+                pending.future.set_result(Outcome.STORED)
+            else:
+                metrics.INGEST_MESSAGES.labels(outcome="rejected", reason=item.reason.value).inc()
+                pending.future.set_result(Outcome.REJECTED)
+        for pending in repeats:
+            pending.future.set_result(Outcome.DUPLICATE)
+        _STORED.inc(stored)
+        _DUPLICATE.inc(duplicates + len(repeats))

@@ -1,0 +1,113 @@
+"""Builders and a real HTTP server for the ingest tests (imported by the test modules)."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import uvicorn
+from fastapi import FastAPI
+
+from aeroflow.domain.events import FlightEvent, FlightStatus
+
+NEW_YORK_WINTER = timezone(timedelta(hours=-5))
+CHICAGO_WINTER = timezone(timedelta(hours=-6))
+PUBLISH_TIME = "2013-01-02T03:04:05.123456789Z"
+
+
+def arrived_event(**overrides: Any) -> FlightEvent:
+    """UA1545 EWR->IAH on 2013-01-01, arrived, with every optional field set."""
+    fields: dict[str, Any] = {
+        "carrier": "UA",
+        "flight_number": 1545,
+        "origin": "EWR",
+        "destination": "IAH",
+        "scheduled_departure": datetime(2013, 1, 1, 5, 15, tzinfo=NEW_YORK_WINTER),
+        "scheduled_arrival": datetime(2013, 1, 1, 8, 19, tzinfo=CHICAGO_WINTER),
+        "status": FlightStatus.ARRIVED,
+        "actual_departure": datetime(2013, 1, 1, 5, 17, tzinfo=NEW_YORK_WINTER),
+        "actual_arrival": datetime(2013, 1, 1, 8, 30, tzinfo=CHICAGO_WINTER),
+        "tail_number": "N14228",
+        "distance_miles": 1400,
+        "air_time_minutes": 227,
+        "event_time": datetime(2013, 1, 1, 8, 30, tzinfo=CHICAGO_WINTER),
+    }
+    fields.update(overrides)
+    return FlightEvent(**fields)
+
+
+def scheduled_event(**overrides: Any) -> FlightEvent:
+    """The same flight as ``arrived_event``, a day before departure, no optional values."""
+    fields: dict[str, Any] = {
+        "status": FlightStatus.SCHEDULED,
+        "actual_departure": None,
+        "actual_arrival": None,
+        "tail_number": None,
+        "air_time_minutes": None,
+        "event_time": datetime(2012, 12, 31, 5, 15, tzinfo=NEW_YORK_WINTER),
+    }
+    fields.update(overrides)
+    return arrived_event(**fields)
+
+
+def envelope(
+    data: bytes | None,
+    *,
+    message_id: str = "4242",
+    publish_time: str = PUBLISH_TIME,
+    **message_fields: Any,
+) -> bytes:
+    """A push envelope as Pub/Sub sends it (both spellings of id and publish time)."""
+    message: dict[str, Any] = {
+        "messageId": message_id,
+        "message_id": message_id,
+        "publishTime": publish_time,
+        "publish_time": publish_time,
+        **message_fields,
+    }
+    if data is not None:
+        message["data"] = base64.b64encode(data).decode()
+    return orjson.dumps({"message": message, "subscription": "projects/p/subscriptions/s"})
+
+
+def table_count(db_path: Path, table: str) -> int:
+    """Rows in a table of a closed DuckDB file (opened read-only for the check)."""
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+    assert row is not None
+    return int(row[0])
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` under a real uvicorn server on a free 127.0.0.1 port; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+        if thread.is_alive():
+            raise RuntimeError("uvicorn did not stop")

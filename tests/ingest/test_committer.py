@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from ingest_helpers import arrived_event, table_count
+from prometheus_client import REGISTRY
+
+from aeroflow.domain.events import FlightEvent
+from aeroflow.ingest.committer import (
+    CommitterClosedError,
+    CommitterOverloadedError,
+    GroupCommitter,
+    Outcome,
+)
+from aeroflow.storage.duckdb import DuckDBFlightStore
+from aeroflow.storage.port import (
+    AcceptedMessage,
+    MessageMeta,
+    RejectedMessage,
+    RejectReason,
+    StorageUnavailableError,
+    WriteBatch,
+    WriteResult,
+)
+
+NOW = datetime(2013, 1, 2, tzinfo=UTC)
+
+
+class RecordingStore(DuckDBFlightStore):
+    """The real DuckDB store, counting batch writes, with a gate and an off switch.
+
+    Switching off fakes the failure boundary only: a real storage outage (file locked, disk
+    gone) belongs to the reliability tests.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+        self.down = False
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def write_batch(self, batch: WriteBatch) -> WriteResult:
+        self.gate.wait(10)
+        if self.down:
+            raise StorageUnavailableError("storage switched off by the test")
+        self.batches.append(len(batch))
+        return super().write_batch(batch)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "ingest.duckdb"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[RecordingStore]:
+    recording = RecordingStore(db_path)
+    yield recording
+    recording.close()
+
+
+def flight(number: int) -> FlightEvent:
+    return arrived_event(flight_number=number)
+
+
+def accepted(message_id: str, event: FlightEvent | None = None) -> AcceptedMessage:
+    meta = MessageMeta(message_id=message_id, publish_time=NOW - timedelta(seconds=1))
+    return AcceptedMessage(meta=meta, event=event or flight(1), ingest_time=NOW)
+
+
+def rejected(message_id: str) -> RejectedMessage:
+    meta = MessageMeta(message_id=message_id, publish_time=NOW)
+    return RejectedMessage(
+        meta=meta,
+        raw_data=b"{oops",
+        reason=RejectReason.INVALID_JSON,
+        detail="data is not JSON",
+        received_at=NOW,
+    )
+
+
+def taken_by_writer(committer: GroupCommitter) -> None:
+    """Wait until the writer has taken everything queued (it then blocks at the gate)."""
+    deadline = time.monotonic() + 5
+    while committer.pending:
+        assert time.monotonic() < deadline, "the writer did not take the batch"
+        time.sleep(0.005)
+    time.sleep(0.01)
+
+
+def counter(outcome: str, reason: str = "none") -> float:
+    value = REGISTRY.get_sample_value(
+        "aeroflow_ingest_messages_total", {"outcome": outcome, "reason": reason}
+    )
+    return value or 0.0
+
+
+def test_concurrent_submits_share_a_few_batches(store: RecordingStore, db_path: Path) -> None:
+    committer = GroupCommitter(store, max_batch=200, max_wait_seconds=0.05)
+    committer.start()
+    stored_before = counter("stored")
+
+    def submit(number: int) -> Future[Outcome]:
+        return committer.submit(accepted(f"m-{number}", flight(number + 1)))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = list(pool.map(submit, range(400)))
+    outcomes = [f.result(timeout=10) for f in futures]
+    committer.drain(5)
+
+    assert outcomes == [Outcome.STORED] * 400
+    assert sum(store.batches) == 400
+    assert len(store.batches) <= 10, store.batches
+    assert counter("stored") - stored_before == 400
+    store.close()
+    assert table_count(db_path, "flight_events") == 400
+    assert table_count(db_path, "flights") == 400
+
+
+def test_each_caller_learns_its_own_outcome(store: RecordingStore) -> None:
+    committer = GroupCommitter(store, max_batch=100, max_wait_seconds=0.01)
+    committer.start()
+    assert committer.submit(accepted("a")).result(5) is Outcome.STORED
+
+    # One batch: an old id, a new one, the new one again, and a poison message.
+    store.gate.clear()
+    blocker = committer.submit(accepted("blocker", flight(9)))
+    taken_by_writer(committer)
+    futures = [
+        committer.submit(accepted("a")),
+        committer.submit(accepted("b", flight(2))),
+        committer.submit(accepted("b", flight(2))),
+        committer.submit(rejected("poison")),
+    ]
+    store.gate.set()
+    assert blocker.result(5) is Outcome.STORED
+    assert [f.result(5) for f in futures] == [
+        Outcome.DUPLICATE,
+        Outcome.STORED,
+        Outcome.DUPLICATE,
+        Outcome.REJECTED,
+    ]
+    assert store.batches[-1] == 3  # the in-batch repeat never reached the store
+    assert committer.submit(rejected("poison")).result(5) is Outcome.DUPLICATE
+    committer.drain(5)
+
+
+def test_storage_failure_fails_the_whole_batch_and_retries_succeed(
+    store: RecordingStore, db_path: Path
+) -> None:
+    committer = GroupCommitter(store, max_batch=100, max_wait_seconds=0.05)
+    committer.start()
+    failed_before = counter("failed")
+    store.down = True
+    futures = [committer.submit(accepted(f"m-{n}", flight(n + 1))) for n in range(20)]
+    wait(futures, timeout=5)
+    for future in futures:
+        with pytest.raises(StorageUnavailableError):
+            future.result(0)
+    assert counter("failed") - failed_before == 20
+
+    store.down = False  # recovered: the redeliveries go through, once each
+    retried = [committer.submit(accepted(f"m-{n}", flight(n + 1))) for n in range(20)]
+    assert [f.result(5) for f in retried] == [Outcome.STORED] * 20
+    committer.drain(5)
+    store.close()
+    assert table_count(db_path, "flight_events") == 20
+
+
+def test_drain_flushes_without_waiting_for_the_batch_window(store: RecordingStore) -> None:
+    committer = GroupCommitter(store, max_batch=1000, max_wait_seconds=30)
+    committer.start()
+    futures = [committer.submit(accepted(f"m-{n}", flight(n + 1))) for n in range(50)]
+    started = time.monotonic()
+    committer.drain(5)
+    assert time.monotonic() - started < 5
+    assert all(f.done() for f in futures)
+    assert [f.result(0) for f in futures] == [Outcome.STORED] * 50
+    with pytest.raises(CommitterClosedError):
+        committer.submit(accepted("late"))
+
+
+def test_drain_timeout_fails_what_was_not_written(store: RecordingStore) -> None:
+    committer = GroupCommitter(store, max_batch=1, max_wait_seconds=0)
+    committer.start()
+    store.gate.clear()  # the writer hangs in its first write
+    first = committer.submit(accepted("first"))
+    taken_by_writer(committer)
+    queued = committer.submit(accepted("queued", flight(2)))
+    committer.drain(0.2)
+    with pytest.raises(CommitterClosedError):
+        queued.result(0)
+    store.gate.set()
+    assert first.result(5) is Outcome.STORED  # the write in flight still completes
+
+
+def test_a_full_queue_pushes_back(store: RecordingStore) -> None:
+    committer = GroupCommitter(store, max_batch=2, max_wait_seconds=0, max_pending=3)
+    committer.start()
+    store.gate.clear()
+    in_flight = committer.submit(accepted("in-flight"))
+    taken_by_writer(committer)
+    waiting = [committer.submit(accepted(f"w-{n}", flight(n + 2))) for n in range(3)]
+    refused = committer.submit(accepted("one-too-many", flight(9)))
+    with pytest.raises(CommitterOverloadedError):
+        refused.result(0)
+    store.gate.set()
+    assert in_flight.result(5) is Outcome.STORED
+    assert [f.result(5) for f in waiting] == [Outcome.STORED] * 3
+    committer.drain(5)
+
+
+def test_ingest_metrics_are_recorded(store: RecordingStore) -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    before = {
+        name: sample(name)
+        for name in (
+            "aeroflow_ingest_batch_size_count",
+            "aeroflow_ingest_batch_size_sum",
+            "aeroflow_ingest_commit_duration_seconds_count",
+            "aeroflow_ingest_freshness_seconds_count",
+            "aeroflow_ingest_event_lag_seconds_count",
+        )
+    }
+    rejected_before = counter("rejected", "invalid_json")
+    committer = GroupCommitter(store, max_batch=10, max_wait_seconds=0.2)
+    committer.start()
+    futures = [committer.submit(accepted("x", flight(3))), committer.submit(rejected("y"))]
+    wait(futures, timeout=5)
+    committer.drain(5)
+
+    def delta(name: str) -> float:
+        return sample(name) - before[name]
+
+    assert delta("aeroflow_ingest_batch_size_count") == 1
+    assert delta("aeroflow_ingest_batch_size_sum") == 2
+    assert delta("aeroflow_ingest_commit_duration_seconds_count") == 1
+    assert delta("aeroflow_ingest_freshness_seconds_count") == 1
+    assert delta("aeroflow_ingest_event_lag_seconds_count") == 1
+    assert counter("rejected", "invalid_json") - rejected_before == 1
