@@ -113,6 +113,7 @@ class GroupCommitter:
             if self._closed:
                 raise CommitterClosedError("ingest is shutting down")
             if len(self._queue) >= self._max_pending:
+                _FAILED.inc()
                 future.set_exception(
                     CommitterOverloadedError(f"{len(self._queue)} messages waiting to be written")
                 )

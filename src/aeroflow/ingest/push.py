@@ -6,9 +6,9 @@ make Pub/Sub back off and redeliver; other 4xx are also redelivered but point at
 does not speak the push protocol, so they are logged here loudly.
 
 The route runs once per message, thousands of times per second, so it is a plain Starlette
-route inside the APIRouter: no body model, no dependency solving, which halves its CPU cost per
-request (measured: about 110 µs instead of 220 µs, uvicorn + httptools, one core). The price is
-that it is not in the OpenAPI document; its contract is Google's push format, described above.
+route inside the APIRouter: no body model, no dependency solving. That cut the server's CPU per
+push request from about 280 µs to 170 µs (uvicorn + httptools, storage stubbed out). The price
+is that it is not in the OpenAPI document; its contract is Google's push format, above.
 The router still sets ``scope["route"]``, so access logs and metrics label it by its path.
 """
 
@@ -64,6 +64,7 @@ def create_push_router(
 
         body = await _read_body(request, max_body_bytes)
         if body is None:
+            log.warning("push request body over %d bytes refused", max_body_bytes)
             return error_response(
                 413, "payload_too_large", f"request body exceeds {max_body_bytes} bytes"
             )
@@ -77,8 +78,8 @@ def create_push_router(
             await asyncio.wrap_future(committer.submit(item))
         except CommitterOverloadedError as exc:
             return error_response(429, "overloaded", str(exc), headers=retry_overloaded)
-        except StorageUnavailableError as exc:
-            log.warning("push message %s not stored: %s", item.meta.message_id, exc)
+        except StorageUnavailableError:
+            # Not logged per message: the committer logs each failed batch once.
             return error_response(
                 503,
                 "unavailable",
