@@ -6,12 +6,13 @@ down; nothing else reads the environment.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Only good for local runs: production refuses to start with it (see _refuse_unsafe_defaults).
 _DEV_CURSOR_SECRET = "aeroflow-development-cursor-secret"  # noqa: S105 - documented dev default
@@ -44,6 +45,29 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     cursor_secret: SecretStr = SecretStr(_DEV_CURSOR_SECRET)
     max_query_string_bytes: int = Field(default=4096, ge=256)
+    # A /v1 request still running after this long is answered 503 (storage calls included).
+    api_request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Browser origins that may call the API (JSON list or comma-separated); empty = no CORS.
+    cors_allow_origins: Annotated[list[str], NoDecode] = []
+
+    # --- read API access: keys and rate limits (docs/security.md) -------------------------
+    # SHA-256 hashes of the API keys, never the keys: "name:sha256hex[:rate-limit]" entries,
+    # comma or newline separated (`aeroflow keys new NAME` prints one). Secret Manager in GCP.
+    api_keys: SecretStr = SecretStr("")
+    # Unset: keys are required whenever some are configured and public_read is off.
+    api_auth_required: bool | None = None
+    # Anonymous reads on purpose; production refuses to serve /v1 without keys otherwise.
+    public_read: bool = False
+    # `limits` notation, "" = none. Per API key (an entry may carry its own) ...
+    rate_limit_per_key: str = "100/second;3000/minute"
+    # ... and per client address for requests without a valid key. Unset: 10/second;300/minute
+    # in production, none elsewhere (a local server's one client is its developer; tests and
+    # benchmarks send thousands of requests from one address).
+    rate_limit_per_ip: str | None = None
+    rate_limit_storage_uri: str = "async+memory://"
+    # Proxies in front of us appending to X-Forwarded-For: Cloud Run's front end 1, behind an
+    # external HTTPS load balancer 2; 0 = the TCP peer is the client.
+    client_ip_proxy_hops: int = Field(default=1, ge=0, le=8)
 
     # --- ingest --------------------------------------------------------------------------
     push_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -85,6 +109,16 @@ class Settings(BaseSettings):
     tracing_otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
     tracing_sample_ratio: float = Field(default=0.05, ge=0.0, le=1.0)
     tracing_service_name: str = "aeroflow"
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
