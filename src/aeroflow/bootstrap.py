@@ -66,7 +66,9 @@ def configure_observability(settings: Settings) -> None:
 
 def build_app(settings: Settings, role: Role = Role.SERVE) -> FastAPI:
     store = build_store(settings)
-    routers: list[APIRouter] = [create_status_router()]
+    routers: list[APIRouter] = [
+        create_status_router(sample_interval_seconds=settings.status_sample_interval_seconds)
+    ]
     committer: GroupCommitter | None = None
     if role in (Role.SERVE, Role.INGEST):
         committer = build_committer(settings, store)

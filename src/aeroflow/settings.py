@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     # --- observability -------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    status_sample_interval_seconds: float = Field(default=10.0, gt=0)
     # Tracing: "none" keeps only W3C context propagation (no SDK, no export); "otlp" posts
     # spans over OTLP/HTTP; "gcp" sends them to Cloud Trace's OTLP endpoint.
     tracing_exporter: Literal["none", "otlp", "gcp"] = "none"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from aeroflow.api.routes.status import STATUS_CSP, create_status_router
+from aeroflow.api.routes.status import STATUS_CSP
 from aeroflow.bootstrap import build_app
 from aeroflow.ingest.publisher import OutgoingMessage, PushPublisher, event_message
 from aeroflow.ingest.samples import nycflights13_events
@@ -34,11 +34,13 @@ def chromium() -> str | None:
 
 
 def status_app(tmp_path: Path, interval: float) -> FastAPI:
-    # The composition root's app, plus the status router as the integrator mounts it.
-    settings = Settings(environment="test", duckdb_path=tmp_path / "aeroflow.duckdb")
-    app = build_app(settings)
-    app.include_router(create_status_router(sample_interval_seconds=interval))
-    return app
+    # The composition root's app, status router included, sampling every ``interval`` seconds.
+    settings = Settings(
+        environment="test",
+        duckdb_path=tmp_path / "aeroflow.duckdb",
+        status_sample_interval_seconds=interval,
+    )
+    return build_app(settings)
 
 
 @functools.cache
