@@ -39,8 +39,24 @@ $(BQEMULATOR_STAMP):
 bqemulator-venv: $(BQEMULATOR_STAMP) ## the BigQuery emulator's own venv (the tests start and stop it)
 
 .PHONY: test
-test: $(STAMP) $(BQEMULATOR_STAMP) ## run the whole test suite
+test: $(STAMP) $(BQEMULATOR_STAMP) test-system-deps ## run the whole test suite
 	$(BIN)/pytest
+
+# Debian packages some tests drive for real: Chromium (the /status page) and promtool (rules).
+# Installed when running as root (CI, fresh machines); otherwise those tests skip and say why.
+TEST_SYSTEM_PACKAGES := chromium:chromium promtool:prometheus
+
+.PHONY: test-system-deps
+test-system-deps:
+	@missing=""; for pair in $(TEST_SYSTEM_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "not root: tests needing$$missing will skip"; fi; \
+	fi
 
 .PHONY: lint
 lint: $(STAMP) lint-workflows lint-infra lint-monitoring ## static checks: ruff, mypy (strict), schemas in sync, workflows, infra, Prometheus rules
