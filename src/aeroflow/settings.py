@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     cursor_secret: SecretStr = SecretStr(_DEV_CURSOR_SECRET)
     max_query_string_bytes: int = Field(default=4096, ge=256)
+    # In-process cache of read responses, never stale (invalidated by the store's write
+    # version; stores without one, like BigQuery, get none). 0 turns it off.
+    response_cache_mib: int = Field(default=64, ge=0)
     # A /v1 request still running after this long is answered 503 (storage calls included).
     api_request_timeout_seconds: float = Field(default=30.0, gt=0)
     # Browser origins that may call the API (JSON list or comma-separated); empty = no CORS.

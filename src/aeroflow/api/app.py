@@ -17,6 +17,7 @@ from aeroflow import __version__
 from aeroflow.api.cursor import CursorCodec
 from aeroflow.api.docs import install_docs
 from aeroflow.api.errors import install_error_handlers
+from aeroflow.api.middleware.cache import ResponseCacheMiddleware
 from aeroflow.api.middleware.errors import InternalErrorMiddleware
 from aeroflow.api.middleware.headers import SecurityHeadersMiddleware
 from aeroflow.api.middleware.limits import QueryStringLimitMiddleware
@@ -72,6 +73,10 @@ def create_app(
 
     # Added innermost first: metrics see every response, including the ones produced by the
     # middleware below them; every response gets the security headers.
+    # Innermost: a cached answer still passes the key check, limits, metrics and headers.
+    app.add_middleware(
+        ResponseCacheMiddleware, store=store, max_bytes=settings.response_cache_mib * 1024**2
+    )
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(QueryStringLimitMiddleware, max_bytes=settings.max_query_string_bytes)
     app.add_middleware(SecurityHeadersMiddleware)

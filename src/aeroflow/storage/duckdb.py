@@ -196,6 +196,7 @@ class DuckDBFlightStore:
         self._path = path
         self._write_lock = threading.Lock()
         self._closed = False
+        self._write_version = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = duckdb.connect(str(path), config={"threads": threads})
@@ -213,6 +214,13 @@ class DuckDBFlightStore:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def write_version(self) -> int:
+        """Count of committed writes. Read it before a read query: a result computed at
+        version v is current for as long as the version is still v (the API's response cache
+        relies on this). Only this process can write the file, so no write goes uncounted."""
+        return self._write_version
 
     # --- writes --------------------------------------------------------------------------
 
@@ -255,6 +263,11 @@ class DuckDBFlightStore:
                     self._insert(cursor, "flight_events", events)
                     self._upsert_flights(cursor, _current_state(events, new_accepted))
                 cursor.commit()
+                if new_accepted:
+                    # After the commit (a reader that saw the old version may have read the
+                    # old rows); only when ``flights`` may have changed: replays and rejected
+                    # messages leave cached reads valid.
+                    self._write_version += 1
             except BaseException:
                 # Secondary errors while rolling back must not mask the first one.
                 with contextlib.suppress(duckdb.Error):

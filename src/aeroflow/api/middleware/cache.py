@@ -1,0 +1,264 @@
+"""Read responses: an in-process cache invalidated by the store's write version, and ETags.
+
+Pure ASGI, placed innermost (inside the key check, rate limits, metrics and security headers),
+so a cached answer is still authorised, limited, counted and decorated like any other; it only
+skips routing, validation, the thread-pool hop, the query and serialisation.
+
+Never stale: every entry is tagged with the store's ``write_version`` read *before* the
+request ran, and is served only while the version is unchanged. A store bumps the version
+after each committed write, so an answer computed before a commit is never served after it.
+Stores without a write version (BigQuery: other processes write to it) get no cache at all,
+only ETags. Keys are the exact path, raw query string and ``Accept`` header: a request that
+would be answered differently (other parameter order changes the ``Link`` header) has another
+key, and only complete 200 responses are kept.
+
+Concurrent identical requests at the same version share one computation (single flight): after
+a write, 32 clients polling one URL cost one query, not 32.
+
+ETags: every 200 of a cacheable route carries a strong ETag of its body, and a matching
+``If-None-Match`` gets 304 without a body, with or without the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, runtime_checkable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Routes whose answers depend only on the request and the stored data.
+CACHEABLE_PREFIXES: Final = ("/v1/flights", "/v1/stats/")
+_ACCEPT: Final = b"accept"
+_IF_NONE_MATCH: Final = b"if-none-match"
+_ETAG: Final = b"etag"
+# Headers a 304 repeats from the 200 it stands for (RFC 9110, section 15.4.5).
+_NOT_MODIFIED_HEADERS: Final = frozenset({b"etag", b"vary", b"cache-control", b"link"})
+
+CacheKey = tuple[str, bytes, bytes]
+
+
+@runtime_checkable
+class VersionedStore(Protocol):
+    """A store that counts its committed writes (e.g. ``DuckDBFlightStore``)."""
+
+    @property
+    def write_version(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    version: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    etag: bytes
+    route: Any  # the matched route, for the metrics and access log labels
+
+
+class _LruBytes:
+    """Least-recently-used entries under a byte budget (bodies dominate the size)."""
+
+    def __init__(self, max_bytes: int, max_entry_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self.size = 0
+        self._entries: OrderedDict[CacheKey, CachedResponse] = OrderedDict()
+
+    def get(self, key: CacheKey, version: int) -> CachedResponse | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.version != version:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: CacheKey, entry: CachedResponse) -> None:
+        cost = len(entry.body)
+        if cost > self.max_entry_bytes:
+            return
+        if key in self._entries:
+            self._drop(key)
+        self._entries[key] = entry
+        self.size += cost
+        while self.size > self.max_bytes and self._entries:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: CacheKey) -> None:
+        self.size -= len(self._entries.pop(key).body)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def make_etag(body: bytes) -> bytes:
+    return b'"' + hashlib.blake2b(body, digest_size=12).hexdigest().encode() + b'"'
+
+
+def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """Weak comparison, as If-None-Match requires (RFC 9110, section 13.1.2)."""
+    value = if_none_match.strip()
+    if value == b"*":
+        return True
+    for candidate in value.split(b","):
+        tag = candidate.strip()
+        if tag.startswith(b"W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+def _header_values(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes, bytes | None]:
+    accept, if_none_match = b"", None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == _ACCEPT:
+            accept = value
+        elif lowered == _IF_NONE_MATCH:
+            if_none_match = value
+    return accept, if_none_match
+
+
+class ResponseCacheMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        store: object,
+        max_bytes: int = 64 * 1024**2,
+        max_entry_bytes: int = 2 * 1024**2,
+        prefixes: Sequence[str] = CACHEABLE_PREFIXES,
+    ) -> None:
+        self.app = app
+        self._prefixes = tuple(prefixes)
+        self._store = store if isinstance(store, VersionedStore) else None
+        self._cache = (
+            _LruBytes(max_bytes, max_entry_bytes)
+            if self._store is not None and max_bytes > 0
+            else None
+        )
+        self._in_flight: dict[tuple[CacheKey, int], asyncio.Future[CachedResponse | None]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self._cache is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not scope["path"].startswith(self._prefixes)
+        ):
+            await self.app(scope, receive, send)
+            return
+        accept, if_none_match = _header_values(scope["headers"])
+        if self._cache is None or self._store is None:
+            await self._compute(scope, receive, send, if_none_match)
+            return
+        # Read before the request runs: an entry may only be older than its tag says.
+        version = self._store.write_version
+        key: CacheKey = (scope["path"], scope["query_string"], accept)
+        entry = self._cache.get(key, version)
+        if entry is None:
+            flight = self._in_flight.get((key, version))
+            if flight is not None:
+                entry = await asyncio.shield(flight)
+        if entry is not None:
+            scope["route"] = entry.route
+            await _send_entry(entry, if_none_match, send)
+            return
+        await self._lead(scope, receive, send, key, version, if_none_match)
+
+    async def _lead(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        key: CacheKey,
+        version: int,
+        if_none_match: bytes | None,
+    ) -> None:
+        assert self._cache is not None  # noqa: S101 - only called with the cache on
+        future: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
+        self._in_flight[(key, version)] = future
+        entry: CachedResponse | None = None
+        try:
+            entry = await self._compute(scope, receive, send, if_none_match, version)
+            if entry is not None:
+                self._cache.put(key, entry)
+        finally:
+            # Followers run the request themselves when there is nothing to share.
+            del self._in_flight[(key, version)]
+            future.set_result(entry)
+
+    async def _compute(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        if_none_match: bytes | None,
+        version: int = -1,
+    ) -> CachedResponse | None:
+        """Run the app and answer the client; returns the response when it may be kept."""
+        capture = _Capture(send, if_none_match, version, scope)
+        await self.app(scope, receive, capture)
+        return capture.result
+
+
+class _Capture:
+    """An ASGI ``send`` that holds back a 200's start until its body is complete, to add the
+    ETag (and answer 304 instead); everything else passes straight through."""
+
+    def __init__(self, send: Send, if_none_match: bytes | None, version: int, scope: Scope) -> None:
+        self._send = send
+        self._if_none_match = if_none_match
+        self._version = version
+        self._scope = scope
+        self._start: Message | None = None
+        self._passthrough = False
+        self._chunks: list[bytes] = []
+        self.result: CachedResponse | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if self._passthrough:
+            await self._send(message)
+            return
+        if self._start is None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                self._start = message
+                return
+            self._passthrough = True
+            await self._send(message)
+            return
+        if message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        self._chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = b"".join(self._chunks)
+        etag = make_etag(body)
+        headers = (*(tuple(h) for h in self._start.get("headers", ())), (_ETAG, etag))
+        self.result = CachedResponse(self._version, headers, body, etag, self._scope.get("route"))
+        self._passthrough = True
+        await _send_entry(self.result, self._if_none_match, self._send)
+
+
+async def _send_entry(entry: CachedResponse, if_none_match: bytes | None, send: Send) -> None:
+    if if_none_match is not None and etag_matches(if_none_match, entry.etag):
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 304,
+                "headers": [h for h in entry.headers if h[0].lower() in _NOT_MODIFIED_HEADERS],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": list(entry.headers)})
+    await send({"type": "http.response.body", "body": entry.body})
