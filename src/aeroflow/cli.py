@@ -22,6 +22,8 @@ from aeroflow.settings import Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 schema_app = typer.Typer(no_args_is_help=True, help="The generated schema files.")
 app.add_typer(schema_app, name="schema")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the read API (docs/security.md).")
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")]
@@ -197,6 +199,28 @@ def _print_tour(base: str) -> None:
         f"  curl '{base}/v1/flights/UA1545-EWR-20130101'\n"
         f"  curl '{base}/v1/stats/delays?group_by=carrier'\n"
         f"API docs: {base}/docs   metrics: {base}/metrics   (Ctrl-C stops)"
+    )
+
+
+@keys_app.command("new")
+def keys_new(
+    name: Annotated[str, typer.Argument(help="Who the key is for, e.g. partner-a.")],
+) -> None:
+    """Print a fresh API key and the AEROFLOW_API_KEYS entry (its hash) to configure."""
+    from aeroflow.api.auth import ApiKeyConfigError, new_api_key
+
+    try:
+        made = new_api_key(name)
+    except ApiKeyConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    # stdout only: the key is shown once and never stored by aeroflow.
+    typer.echo(f"key:         {made.key}")
+    typer.echo(f"entry:       {made.config_line}")
+    typer.echo(f"fingerprint: {made.entry.fingerprint}")
+    console.print(
+        f"Give the key to {name} over a secure channel. Append the entry to AEROFLOW_API_KEYS"
+        " (comma or newline separated; in GCP a new version of the aeroflow-api-keys secret)."
+        " Logs and metrics show the fingerprint."
     )
 
 

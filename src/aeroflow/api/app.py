@@ -12,17 +12,22 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from aeroflow import __version__
 from aeroflow.api.cursor import CursorCodec
 from aeroflow.api.docs import install_docs
 from aeroflow.api.errors import install_error_handlers
+from aeroflow.api.middleware.access import ApiAccessMiddleware
 from aeroflow.api.middleware.cache import ResponseCacheMiddleware
 from aeroflow.api.middleware.errors import InternalErrorMiddleware
+from aeroflow.api.middleware.header_limit import HeaderSizeLimitMiddleware
 from aeroflow.api.middleware.headers import SecurityHeadersMiddleware
 from aeroflow.api.middleware.limits import QueryStringLimitMiddleware
 from aeroflow.api.middleware.metrics import MetricsMiddleware
+from aeroflow.api.middleware.timeout import RequestTimeoutMiddleware
 from aeroflow.api.routes import flights, health, stats
+from aeroflow.api.security import access_policy, cors_options, document_security
 from aeroflow.settings import Settings
 from aeroflow.storage.port import FlightStore
 
@@ -45,7 +50,12 @@ def create_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     read_api: bool = True,
 ) -> FastAPI:
-    """The HTTP app. ``read_api=False`` leaves out /v1 (an ingest-only service)."""
+    """The HTTP app. ``read_api=False`` leaves out /v1 (an ingest-only service).
+
+    Raises ``AccessConfigError`` for unusable key or rate-limit settings, so that a
+    misconfigured instance never starts serving.
+    """
+    access = access_policy(settings, read_api=read_api)
     app = FastAPI(
         title="aeroflow",
         version=__version__,
@@ -70,6 +80,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     install_docs(app, openapi_url=OPENAPI_URL)
+    document_security(app, access)
 
     # Added innermost first: metrics see every response, including the ones produced by the
     # middleware below them; every response gets the security headers.
@@ -78,7 +89,14 @@ def create_app(
         ResponseCacheMiddleware, store=store, max_bytes=settings.response_cache_mib * 1024**2
     )
     app.add_middleware(InternalErrorMiddleware)
+    app.add_middleware(RequestTimeoutMiddleware, seconds=settings.api_request_timeout_seconds)
+    # Keys and rate limits (aeroflow.api.security) after the cheap query-string check.
+    app.add_middleware(ApiAccessMiddleware, policy=access, routes=app.router.routes)
     app.add_middleware(QueryStringLimitMiddleware, max_bytes=settings.max_query_string_bytes)
+    app.add_middleware(HeaderSizeLimitMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
+    # Outside the key check: preflights carry no key, and refusals need CORS headers too.
+    if (cors := cors_options(settings)) is not None:
+        app.add_middleware(CORSMiddleware, **cors)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -24,6 +24,9 @@ from aeroflow.observability.tracing import extract_http_context, get_tracer
 UNMATCHED_ROUTE = "unmatched"
 # Probes and scrapes arrive every few seconds: their lines are noise unless they fail.
 DEFAULT_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Key in scope["state"] where the API's access control leaves who called: an API key's
+# fingerprint, "anonymous" or "unknown_key" (never a key).
+API_CLIENT_STATE = "aeroflow.api_client"
 
 
 def route_template(scope: Scope) -> str:
@@ -117,9 +120,16 @@ class AccessLogMiddleware:
                             request_size=_int_or_none(headers.get("content-length")),
                             response_size=response_size,
                             protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+                            api_client=_api_client(scope),
                         )
         finally:
             otel_context.detach(token)
+
+
+def _api_client(scope: Scope) -> str | None:
+    state = scope.get("state")
+    client = state.get(API_CLIENT_STATE) if isinstance(state, dict) else None
+    return client if isinstance(client, str) else None
 
 
 def _int_or_none(value: str | None) -> int | None:

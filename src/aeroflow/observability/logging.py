@@ -177,11 +177,13 @@ def log_request(
     response_size: int | None = None,
     protocol: str | None = None,
     trace_ids: TraceIds | None = None,
+    api_client: str | None = None,
 ) -> None:
     """Write the one access-log line of a request (INFO; ERROR when the status is 5xx).
 
     ``route`` is the matched route template (``/v1/flights/{flight_id}``), never the raw path;
     ``query_keys`` are the parameter names only. ``trace_ids`` defaults to the active span.
+    ``api_client`` is who called the read API: an API key's fingerprint, never the key.
     """
     http: dict[str, Any] = {
         "requestMethod": method,
@@ -200,6 +202,8 @@ def log_request(
     if protocol:
         http["protocol"] = protocol
     fields: dict[str, Any] = {"httpRequest": http, "route": route}
+    if api_client:
+        fields["apiClient"] = api_client
     if trace_ids is not None:
         fields[TRACE_IDS] = trace_ids
     logger = logging.getLogger(REQUEST_LOGGER)

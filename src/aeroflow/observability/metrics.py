@@ -26,6 +26,12 @@ HTTP_REQUEST_DURATION = Histogram(
     ["route", "method"],
     buckets=LATENCY_BUCKETS,
 )
+API_ACCESS = Counter(
+    "aeroflow_api_access",
+    "Read API access decisions by client (an API key's fingerprint, 'anonymous' or"
+    " 'unknown_key') and outcome (allowed|unauthenticated|rate_limited).",
+    ["client", "outcome"],
+)
 INGEST_MESSAGES = Counter(
     "aeroflow_ingest_messages",
     "Messages handled by ingest, by outcome (stored|duplicate|rejected|failed) and reject reason"
