@@ -84,6 +84,9 @@ def _check_year(year: int) -> None:
 _TIME_BOUND_SCHEMA = {
     "type": "string",
     "anyOf": [{"format": "date"}, {"format": "date-time"}],
+    # Years 1901..2198: inside _MIN_YEAR.._MAX_YEAR even after an offset moves the UTC
+    # instant across New Year, so the document promises nothing the check refuses.
+    "pattern": r"^(190[1-9]|19[1-9][0-9]|20[0-9]{2}|21[0-8][0-9]|219[0-8])-",
     "examples": ["2013-01-01", "2013-01-01T06:00:00Z"],
 }
 TimeBound = Annotated[

@@ -27,8 +27,11 @@ class FlightOut(BaseModel):
     destination: str = Field(examples=["IAH"])
     scheduled_departure: datetime = Field(description="RFC 3339, UTC (Z).")
     scheduled_arrival: datetime = Field(description="RFC 3339, UTC (Z).")
-    scheduled_departure_local: datetime = Field(
-        description="Wall-clock time at the origin airport, without offset."
+    # A string, not a datetime: OpenAPI's date-time format requires an offset, this has none.
+    scheduled_departure_local: str = Field(
+        description="Wall-clock time at the origin airport, without offset.",
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?$",
+        examples=["2013-01-01T05:15:00"],
     )
     status: FlightStatus
     actual_departure: datetime | None

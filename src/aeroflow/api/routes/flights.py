@@ -32,6 +32,24 @@ router = APIRouter(prefix="/v1/flights", tags=["flights"])
 _OFFERED = (negotiation.JSON, negotiation.CSV)
 _CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 
+# OpenAPI links: how a client (and the stateful fuzzer) gets from a page to the next one, whose
+# cursor is only valid with the same parameters, and to one of the flights listed.
+_LIST_LINKS = {
+    "nextPage": {
+        "operationRef": "#/paths/~1v1~1flights/get",
+        "parameters": {
+            "cursor": "$response.body#/next_cursor",
+            **{name: f"$request.query.{name}" for name in LIST_PARAMS if name != "cursor"},
+        },
+        "description": "The next page: the same parameters with `cursor` = `next_cursor`.",
+    },
+    "firstFlight": {
+        "operationRef": "#/paths/~1v1~1flights~1{flight_id}/get",
+        "parameters": {"flight_id": "$response.body#/data/0/flight_id"},
+        "description": "The first flight of the page.",
+    },
+}
+
 FlightIdPath = Annotated[
     str,
     Path(pattern=FLIGHT_ID_PATTERN, description="e.g. `UA1545-EWR-20130101`."),
@@ -54,6 +72,7 @@ FlightIdPath = Annotated[
                     "schema": {"type": "string"},
                 }
             },
+            "links": _LIST_LINKS,
         },
         **error_responses(400, 406, 414, 422, 503),
     },
