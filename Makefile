@@ -59,7 +59,7 @@ test-system-deps:
 	fi
 
 .PHONY: lint
-lint: $(STAMP) lint-workflows lint-infra lint-monitoring ## static checks: ruff, mypy (strict), schemas in sync, workflows, infra, Prometheus rules
+lint: $(STAMP) lint-workflows lint-infra lint-monitoring lint-security ## static checks: ruff, mypy (strict), schemas in sync, workflows, infra, Prometheus rules, security scanners
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
@@ -97,6 +97,39 @@ lint-infra: $(STAMP) $(INFRA_TOOLS_STAMP) ## Terraform fmt, checkov, hadolint, t
 	$(INFRA_TOOLS_VENV)/bin/checkov --config-file .checkov.yaml --file Dockerfile --framework dockerfile
 	$(INFRA_TOOLS_VENV)/bin/hadolint Dockerfile
 	$(BIN)/pytest -q tests/infra
+
+# Security scanners in a venv of their own under the tools venv (docs/security.md):
+# bandit (code), pip-audit (known-vulnerable dependencies, through scripts/audit_dependencies.py:
+# PyPI's advisory data; where no advisory source answers it says SKIPPED, and fails instead with
+# AEROFLOW_AUDIT_REQUIRED=1), detect-secrets (no secret outside the audited .secrets.baseline).
+SECURITY_TOOLS_VENV := $(TOOLS_VENV)/security
+SECURITY_TOOLS := bandit==1.9.4 pip-audit==2.10.1 detect-secrets==1.5.0
+SECURITY_TOOLS_STAMP := $(SECURITY_TOOLS_VENV)/.installed-$(shell echo '$(SECURITY_TOOLS)' | cksum | cut -d' ' -f1)
+# Vulnerabilities accepted on purpose: `--ignore-vuln ID`, with the reason in a comment above.
+PIP_AUDIT_IGNORE :=
+
+$(SECURITY_TOOLS_STAMP):
+	@test -x $(SECURITY_TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(SECURITY_TOOLS_VENV)
+	$(SECURITY_TOOLS_VENV)/bin/python -m pip install --quiet $(SECURITY_TOOLS)
+	@rm -f $(SECURITY_TOOLS_VENV)/.installed-* && touch $@
+
+.PHONY: lint-security
+lint-security: $(STAMP) $(SECURITY_TOOLS_STAMP) ## bandit, pip-audit (PyPI advisories), detect-secrets against .secrets.baseline
+	$(SECURITY_TOOLS_VENV)/bin/bandit -q -c pyproject.toml -r src scripts
+	$(SECURITY_TOOLS_VENV)/bin/python scripts/audit_dependencies.py \
+	  --pip-audit $(SECURITY_TOOLS_VENV)/bin/pip-audit --python $(BIN)/python $(PIP_AUDIT_IGNORE)
+	@# The hook rewrites line numbers in the baseline it is given (exit 3): give it a copy.
+	@copy=$$(mktemp) && cp .secrets.baseline $$copy; \
+	out=$$($(SECURITY_TOOLS_VENV)/bin/detect-secrets-hook --baseline $$copy $$(git ls-files)); \
+	rc=$$?; rm -f $$copy; \
+	case $$rc in \
+	  0|3) echo "detect-secrets: nothing outside .secrets.baseline";; \
+	  *) echo "$$out"; echo "Not a secret? make secrets-baseline, then detect-secrets audit"; exit 1;; \
+	esac
+
+.PHONY: secrets-baseline
+secrets-baseline: $(SECURITY_TOOLS_STAMP) ## refresh .secrets.baseline (then audit new entries: detect-secrets audit .secrets.baseline)
+	$(SECURITY_TOOLS_VENV)/bin/detect-secrets scan --baseline .secrets.baseline
 
 # promtool comes from Debian's `prometheus` package: installed here when running as root.
 PROMETHEUS_RULES := $(wildcard monitoring/prometheus/*.rules.yml)
