@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     # In-process cache of read responses, never stale (invalidated by the store's write
     # version; stores without one, like BigQuery, get none). 0 turns it off.
     response_cache_mib: int = Field(default=64, ge=0)
-    # A /v1 request still running after this long is answered 503 (storage calls included).
-    api_request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A /v1 request still running after this long is answered 503 (storage calls included);
+    # below Cloud Run's request timeout (30 s), so clients get our error rather than its 504.
+    api_request_timeout_seconds: float = Field(default=25.0, gt=0)
     # Browser origins that may call the API (JSON list or comma-separated); empty = no CORS.
     cors_allow_origins: Annotated[list[str], NoDecode] = []
 
