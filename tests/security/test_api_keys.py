@@ -181,6 +181,21 @@ def test_forged_or_wrong_keys_are_401_never_anonymous(keys_and_client: Any, forg
     assert keys[0].key not in body
 
 
+def test_cached_answers_are_not_served_without_a_key(store: FlightStore) -> None:
+    (key,), config = make_keys("a")
+    with TestClient(app_for(store, api_keys=config, response_cache_mib=8)) as client:
+        first = client.get(FLIGHT, headers={"X-API-Key": key.key})
+        assert first.status_code == 200
+        again = client.get(FLIGHT, headers={"X-API-Key": key.key})
+        assert again.content == first.content  # served again (from the cache, if it is on)
+        assert_unauthenticated(client.get(FLIGHT), invalid=False)
+        etag = first.headers.get("etag")
+        if etag is not None:  # a conditional request must not confirm anything either
+            assert_unauthenticated(
+                client.get(FLIGHT, headers={"If-None-Match": etag}), invalid=False
+            )
+
+
 def test_other_authorization_schemes_are_401(keys_and_client: Any) -> None:
     _, client = keys_and_client
     response = client.get(FLIGHT, headers={"Authorization": "Basic dXNlcjpwYXNz"})
