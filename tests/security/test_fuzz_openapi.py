@@ -132,6 +132,7 @@ def test_every_operation_conforms_and_never_fails(
     run()
 
 
+@pytest.mark.slow  # about 5 s: fifteen scenarios of up to six linked calls
 def test_stateful_sequences_follow_links_without_failures(
     fuzzed: tuple[OpenApiSchema, dict[str, str]],
 ) -> None:
