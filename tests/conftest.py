@@ -1,3 +1,3 @@
 """Fixtures shared by every test package."""
 
-pytest_plugins = ["bigquery_emulator"]
+pytest_plugins = ["bigquery_emulator", "pubsub_emulator"]

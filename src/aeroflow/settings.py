@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     ingest_max_batch_messages: int = Field(default=2000, ge=1)
     ingest_max_batch_wait_ms: float = Field(default=10.0, ge=0)
     ingest_drain_timeout_seconds: float = Field(default=8.0, gt=0)
+    # Share of successful (2xx) push requests that get an access-log line; errors always do.
+    # One line per message would be thousands per second, and Cloud Run's request log has
+    # every request anyway. 1.0 logs them all.
+    push_access_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
 
     # --- Pub/Sub (docs/pubsub.md) ----------------------------------------------------------
     # Push requests carry a Google-signed OIDC token; verifying it is mandatory on Cloud Run.

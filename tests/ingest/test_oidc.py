@@ -12,21 +12,34 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from fastapi import FastAPI
 from google.auth import crypt, jwt, transport
 from google.auth import exceptions as auth_exceptions
 
+from aeroflow.api.app import create_app
+from aeroflow.domain.events import FlightEvent
 from aeroflow.ingest.auth import PushAuthError
+from aeroflow.ingest.committer import GroupCommitter
 from aeroflow.ingest.oidc import CachingRequest, OidcPushAuthenticator
+from aeroflow.ingest.publisher import OutgoingMessage, event_message, push_envelope, rfc3339_now
+from aeroflow.ingest.push import PUSH_PATH, create_push_router
+from aeroflow.settings import Settings
+from aeroflow.storage.duckdb import DuckDBFlightStore
+from pubsub_emulator import serve
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 AUDIENCE = "https://aeroflow-ingest-abc123-ew.a.run.app/pubsub/push"
@@ -304,3 +317,80 @@ def test_requires_audience_and_service_account() -> None:
         OidcPushAuthenticator("", PUSH_SA, request=LocalCertsEndpoint())
     with pytest.raises(ValueError, match="required"):
         OidcPushAuthenticator(AUDIENCE, "", request=LocalCertsEndpoint())
+
+
+# --- through the real push endpoint ---------------------------------------------------------
+
+
+def test_push_endpoint_stores_nothing_for_refused_tokens(
+    google_key: SigningKey, other_key: SigningKey, tmp_path: Path
+) -> None:
+    """A real app on uvicorn (127.0.0.1) with OIDC on and DuckDB: refused requests are 401/403
+    with the error body, and nothing reaches the store; the valid token's message is stored."""
+    settings = Settings(environment="test", duckdb_path=tmp_path / "aeroflow.duckdb")
+    store = DuckDBFlightStore(settings.duckdb_path)
+    committer = GroupCommitter(store, max_batch=100, max_wait_seconds=0.001)
+    authenticator = OidcPushAuthenticator(
+        AUDIENCE, PUSH_SA, request=CachingRequest(LocalCertsEndpoint(google_key))
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        committer.start()
+        yield
+        committer.drain(5)
+        store.close()
+
+    router = create_push_router(committer, authenticator, max_body_bytes=1 << 20)
+    app = create_app(settings, store, routers=[router], lifespan=lifespan)
+    now = int(time.time())
+    refused_tokens = {
+        "wrong key": (other_key.sign(claims()), 401),
+        "expired": (google_key.sign(claims(iat=now - 7200, exp=now - 3600)), 401),
+        "unverified email": (google_key.sign(claims(email_verified=False)), 401),
+        "wrong service account": (
+            google_key.sign(claims(email="x@y.iam.gserviceaccount.com")),
+            403,
+        ),
+        "wrong audience": (google_key.sign(claims(aud="https://elsewhere.example/")), 403),
+        "garbage": ("garbage.garbage.garbage", 401),
+    }
+    with serve(app) as base_url, httpx.Client(base_url=base_url) as client:
+        for number, (name, (token, status)) in enumerate(refused_tokens.items()):
+            body = _envelope(f"refused-{number}")
+            response = client.post(
+                PUSH_PATH, content=body, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert response.status_code == status, name
+            assert response.json()["error"]["code"] in {"unauthenticated", "forbidden"}
+        response = client.post(PUSH_PATH, content=_envelope("no-token"))
+        assert response.status_code == 401
+        assert client.get("/v1/flights").json()["data"] == []
+
+        valid = {"Authorization": f"Bearer {google_key.sign(claims())}"}
+        assert (
+            client.post(PUSH_PATH, content=_envelope("accepted"), headers=valid).status_code == 204
+        )
+        assert [f["flight_id"] for f in client.get("/v1/flights").json()["data"]] == [
+            "UA1545-EWR-20130101"
+        ]
+
+
+def _envelope(message_id: str) -> bytes:
+    event = FlightEvent.model_validate(
+        {
+            "carrier": "UA",
+            "flight_number": 1545,
+            "origin": "EWR",
+            "destination": "IAH",
+            "scheduled_departure": "2013-01-01T05:15:00-05:00",
+            "scheduled_arrival": "2013-01-01T08:19:00-06:00",
+            "status": "scheduled",
+            "distance_miles": 1400,
+            "event_time": "2012-12-31T05:15:00-05:00",
+        },
+        strict=False,
+    )
+    message = event_message(event)
+    message = OutgoingMessage(message.data, message.attributes, message.ordering_key, message_id)
+    return orjson.dumps(push_envelope(message, rfc3339_now()))
