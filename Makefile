@@ -120,7 +120,8 @@ lint-security: $(STAMP) $(SECURITY_TOOLS_STAMP) ## bandit, pip-audit (PyPI advis
 	  --pip-audit $(SECURITY_TOOLS_VENV)/bin/pip-audit --python $(BIN)/python $(PIP_AUDIT_IGNORE)
 	@# The hook rewrites line numbers in the baseline it is given (exit 3): give it a copy.
 	@copy=$$(mktemp) && cp .secrets.baseline $$copy; \
-	out=$$($(SECURITY_TOOLS_VENV)/bin/detect-secrets-hook --baseline $$copy $$(git ls-files)); \
+	out=$$($(SECURITY_TOOLS_VENV)/bin/detect-secrets-hook --baseline $$copy \
+	  $$(git ls-files -- ':!.secrets.baseline')); \
 	rc=$$?; rm -f $$copy; \
 	case $$rc in \
 	  0|3) echo "detect-secrets: nothing outside .secrets.baseline";; \
@@ -153,6 +154,14 @@ lint-monitoring: ## Prometheus rules: promtool check rules + promtool test rules
 .PHONY: schemas
 schemas: $(STAMP) ## regenerate the BigQuery and Pub/Sub schema files from aeroflow.domain.schema
 	$(BIN)/aeroflow schema export
+
+# Benchmarks: about 25 minutes of full CPU on 2 cores; peers get venvs under bench/.venvs.
+# Data under bench/.data (git-ignored); results and report.md under bench/results.
+.PHONY: bench
+bench: $(STAMP) ## benchmarks vs Datasette/ROAPI, 10 M rows, ingest -> bench/results/report.md
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 .PHONY: clean
 clean: ## remove local data and caches (keeps .venv)
