@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -119,9 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    args.output.write_text(_compact_pairs(json.dumps(result, indent=2)) + "\n")
     print(json.dumps(_without_samples(result), indent=2))
     return 0 if result["verdict"]["no_errors"] and result["verdict"]["no_loss"] else 1
+
+
+def _compact_pairs(text: str) -> str:
+    """One line per [seconds, MB] sample instead of four."""
+    return re.sub(r"\[\s+(-?[\d.]+),\s+(-?[\d.]+)\s+\]", r"[\1, \2]", text)
 
 
 def _without_samples(value: Any) -> Any:
