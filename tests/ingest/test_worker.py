@@ -24,7 +24,7 @@ from aeroflow.api.app import create_app
 from aeroflow.ingest.committer import GroupCommitter
 from aeroflow.ingest.publisher import OutgoingMessage
 from aeroflow.ingest.pubsub_publisher import PubSubPublisher
-from aeroflow.ingest.worker import PullWorker
+from aeroflow.ingest.worker import PullWorker, run_worker
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
 from pubsub_emulator import (
@@ -241,3 +241,17 @@ def test_messages_that_keep_failing_end_on_the_dead_letter_topic(
         assert read_all_flights(served.base_url) == []
     forwarded = {m.message.attributes["event_id"] for m in dead}  # type: ignore[attr-defined]
     assert forwarded == {m.message_id for m in messages}
+
+
+def test_run_worker_exits_1_when_the_subscription_does_not_exist(
+    pubsub_emulator: PubSubEmulator, tmp_path: Path
+) -> None:
+    settings = Settings(environment="test", duckdb_path=tmp_path / "aeroflow.duckdb")
+    store = DuckDBFlightStore(settings.duckdb_path)
+    missing = f"projects/{pubsub_emulator.project}/subscriptions/does-not-exist"
+    started = time.monotonic()
+    try:
+        assert run_worker(settings, store, subscription=missing) == 1
+    finally:
+        store.close()
+    assert time.monotonic() - started < 15
