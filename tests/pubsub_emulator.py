@@ -57,7 +57,7 @@ LAUNCHER_ENV = "AEROFLOW_PUBSUB_EMULATOR"  # overrides where the launcher is loo
 def find_launcher() -> Path | None:
     override = os.environ.get(LAUNCHER_ENV)
     if override:
-        return Path(override)
+        return Path(override) if Path(override).exists() else None
     gcloud = shutil.which("gcloud")
     if gcloud is None:
         return None
@@ -236,7 +236,8 @@ def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSub
     if launcher is None:
         pytest.skip(
             "Pub/Sub emulator not installed: no gcloud SDK with platform/pubsub-emulator "
-            f"(Debian package google-cloud-cli-pubsub-emulator), and ${LAUNCHER_ENV} unset"
+            f"(Debian package google-cloud-cli-pubsub-emulator), and ${LAUNCHER_ENV} unset or"
+            " pointing nowhere"
         )
     port = free_port()
     host = f"127.0.0.1:{port}"
