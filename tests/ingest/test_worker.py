@@ -203,12 +203,14 @@ def _pull_until(
     # read when it stops would sit on its dead stream until the ack deadline (docs/pubsub.md).
     worker = PullWorker(subscription, committer, max_messages=5000, lease_extension_seconds=10)
     worker.start()
-    wait_until(lambda: done(worker), 60, "messages to be stored")
-    started = time.monotonic()
-    worker.stop(timeout=5)
+    try:
+        wait_until(lambda: done(worker), 60, "messages to be stored")
+    finally:
+        started = time.monotonic()
+        worker.stop(timeout=5)
+        committer.drain(5)
     assert time.monotonic() - started < 6
     assert not worker.pulling
-    committer.drain(5)
     return worker
 
 

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,9 +98,26 @@ class WorkerProcess:
         self._reader.join(timeout=5)
         return code
 
+    def kill_if_running(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    """Every worker process a test starts; none outlives it, whatever the outcome."""
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.kill_if_running()
+
 
 def test_sigkill_mid_stream_then_restart_loses_nothing_and_doubles_nothing(
-    pubsub_emulator: PubSubEmulator, sample_messages: SampleMessages, tmp_path: Path
+    pubsub_emulator: PubSubEmulator,
+    sample_messages: SampleMessages,
+    tmp_path: Path,
+    workers: list[WorkerProcess],
 ) -> None:
     topic = pubsub_emulator.create_topic()
     subscription = pubsub_emulator.create_subscription(topic, ack_deadline_seconds=10)
@@ -112,8 +129,12 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_doubles_nothing(
         with lock:
             return len(committed)
 
+    def start_worker() -> WorkerProcess:
+        workers.append(WorkerProcess(subscription, db, committed, lock))
+        return workers[-1]
+
     publishing = threading.Thread(target=_publish, args=(topic, sample_messages), daemon=True)
-    worker_a = WorkerProcess(subscription, db, committed, lock)
+    worker_a = start_worker()
     publishing.start()
 
     wait_until(lambda: count() >= 2500, 60, "worker A to commit 2500 messages")
@@ -122,7 +143,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_doubles_nothing(
     assert count() < SAMPLE_EVENTS, "worker A finished before it was killed: not mid-stream"
     pubsub_emulator.end_dead_streams(subscription)  # emulator bug, see the module docstring
 
-    worker_b = WorkerProcess(subscription, db, committed, lock)
+    worker_b = start_worker()
     wait_until(lambda: worker_b.committed_here >= 1000, 60, "worker B to commit 1000 messages")
     worker_b.signal(signal.SIGTERM)
     started = time.monotonic()
@@ -130,7 +151,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_doubles_nothing(
     assert time.monotonic() - started < DRAIN_SECONDS + 2
     pubsub_emulator.end_dead_streams(subscription)
 
-    worker_c = WorkerProcess(subscription, db, committed, lock)
+    worker_c = start_worker()
     # A's unacked messages come back when their deadline expires (see the module docstring).
     wait_until(lambda: count() >= SAMPLE_EVENTS, 120, "every message to be committed")
     publishing.join(timeout=30)
