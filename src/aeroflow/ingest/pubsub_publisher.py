@@ -153,11 +153,15 @@ class PubSubPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings, topic: str | None = None) -> PubSubPublisher:
+        name = topic or settings.pubsub_topic
         project = settings.pubsub_project or settings.gcp_project
-        if not project:
-            raise ValueError("set AEROFLOW_PUBSUB_PROJECT (or AEROFLOW_GCP_PROJECT)")
+        if not name.startswith("projects/") and not project:
+            raise ValueError(
+                f"topic {name!r} needs a project: pass projects/P/topics/{name} or set"
+                " AEROFLOW_PUBSUB_PROJECT (or AEROFLOW_GCP_PROJECT)"
+            )
         return cls(
-            topic_path(project, topic or settings.pubsub_topic),
+            name if name.startswith("projects/") else topic_path(str(project), name),
             ordering=settings.pubsub_message_ordering,
             batch_max_messages=settings.pubsub_publish_batch_max_messages,
             batch_max_latency_seconds=settings.pubsub_publish_batch_max_latency_ms / 1000,
