@@ -17,6 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import pytest
 from reliability_expected import Expected, api_mismatches, first_rows, push_messages
 from reliability_harness import (
     AeroflowServer,
@@ -29,6 +30,8 @@ from reliability_harness import (
     tail,
     wait_for,
 )
+
+pytestmark = pytest.mark.slow
 
 CI_FLIGHTS = 1_000
 KILLS = 3

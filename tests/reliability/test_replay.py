@@ -32,6 +32,8 @@ from reliability_harness import (
     stored_counts,
 )
 
+pytestmark = pytest.mark.slow
+
 CI_FLIGHTS = 1_000
 FULL_CHUNK_FLIGHTS = 20_000  # the whole sample, shuffled chunk by chunk to bound memory
 
@@ -83,7 +85,6 @@ def test_replayed_shuffled_duplicated_stream_is_stored_exactly_once(
     assert counts.rejected == 0
 
 
-@pytest.mark.slow
 @full_only
 def test_the_whole_sample_replayed_is_stored_exactly_once(
     launch: Callable[..., AeroflowServer], seed: int
