@@ -27,6 +27,7 @@ from aeroflow.api.middleware.limits import QueryStringLimitMiddleware
 from aeroflow.api.middleware.metrics import MetricsMiddleware
 from aeroflow.api.middleware.timeout import RequestTimeoutMiddleware
 from aeroflow.api.routes import flights, health, stats
+from aeroflow.api.routes.health import ReadinessCheck
 from aeroflow.api.security import access_policy, cors_options, document_security
 from aeroflow.settings import Settings
 from aeroflow.storage.port import FlightStore
@@ -49,8 +50,12 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     read_api: bool = True,
+    readiness_checks: Sequence[ReadinessCheck] = (),
 ) -> FastAPI:
     """The HTTP app. ``read_api=False`` leaves out /v1 (an ingest-only service).
+
+    ``readiness_checks`` run after the store's ping on ``/readyz``; each returns None when
+    healthy or a short reason (e.g. the ingest committer's last write failed).
 
     Raises ``AccessConfigError`` for unusable key or rate-limit settings, so that a
     misconfigured instance never starts serving.
@@ -70,6 +75,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.readiness_checks = tuple(readiness_checks)
     app.state.cursor_codec = CursorCodec(settings.cursor_secret.get_secret_value().encode())
 
     install_error_handlers(app)

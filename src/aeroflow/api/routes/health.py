@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import cast
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -23,6 +25,9 @@ _OK = orjson.dumps({"status": "ok"})
 _READY = orjson.dumps({"status": "ready"})
 _READINESS_RETRY_AFTER = "5"
 
+# Returns None when healthy, else a short reason; must be cheap and must not block.
+ReadinessCheck = Callable[[], str | None]
+
 
 @router.get("/healthz", summary="Liveness: the process serves requests", response_model=StatusOut)
 async def healthz() -> Response:
@@ -35,19 +40,26 @@ async def healthz() -> Response:
     response_model=StatusOut,
     responses=error_responses(503),
 )
-async def readyz(store: StoreDep) -> Response:
+async def readyz(request: Request, store: StoreDep) -> Response:
     try:
         await run_in_threadpool(store.ping)
     except Exception:
         # Whatever the failure, this instance cannot serve reads: take it out of rotation.
         logger.warning("readiness check failed", exc_info=True)
-        return error_response(
-            503,
-            ErrorCode.UNAVAILABLE,
-            "storage is not reachable",
-            headers={"Retry-After": _READINESS_RETRY_AFTER},
-        )
+        return _not_ready("storage is not reachable")
+    # A store can answer SELECT 1 while it cannot write (a full disk): ingest says so here.
+    checks = cast(tuple[ReadinessCheck, ...], request.app.state.readiness_checks)
+    for check in checks:
+        reason = check()
+        if reason is not None:
+            return _not_ready(reason)
     return Response(_READY, media_type="application/json")
+
+
+def _not_ready(reason: str) -> Response:
+    return error_response(
+        503, ErrorCode.UNAVAILABLE, reason, headers={"Retry-After": _READINESS_RETRY_AFTER}
+    )
 
 
 @router.get(
