@@ -155,6 +155,14 @@ lint-monitoring: ## Prometheus rules: promtool check rules + promtool test rules
 schemas: $(STAMP) ## regenerate the BigQuery and Pub/Sub schema files from aeroflow.domain.schema
 	$(BIN)/aeroflow schema export
 
+# Benchmarks: about 25 minutes of full CPU on 2 cores; peers get venvs under bench/.venvs.
+# Data under bench/.data (git-ignored); results and report.md under bench/results.
+.PHONY: bench
+bench: $(STAMP) ## benchmarks vs Datasette/ROAPI, 10 M rows, ingest -> bench/results/report.md
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## remove local data and caches (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
