@@ -32,9 +32,9 @@ import duckdb
 import httpx
 import orjson
 import peers
-from harness import VENV_BIN, load_average, log, machine_info, running, save_json
+from harness import DATA, VENV_BIN, load_average, log, machine_info, running, save_json
 
-PUSH_RUNS = ((1, 300), (16, 20_000))  # (publishers, sample rows); 64 = the full-sample load
+PUSH_RUNS = ((1, 200), (16, 10_000))  # (publishers, sample rows); 64 = the full-sample load
 WRITE_PATH_MESSAGES = 200_000
 WRITE_PATH_BATCH = 2000
 PROBES = 100
@@ -229,7 +229,7 @@ def run(source: Path, full_load: Path | None) -> dict[str, Any]:
         "machine": machine_info(),
         "load_average_start": load_average(),
     }
-    with tempfile.TemporaryDirectory(dir=datasets.DATA) as tmp:
+    with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         workdir = Path(tmp)
         report["push"] = push_rates(workdir)
         if full_load is not None:
