@@ -25,10 +25,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 import orjson
@@ -77,25 +78,17 @@ _UNAVAILABLE_ERRORS: Final = (
     duckdb.PermissionException,
 )
 
-# The columns a newer event replaces in ``flights``: all but the key.
-_FLIGHT_UPDATE_COLUMNS: Final = tuple(c for c in FLIGHTS.column_names if c != "flight_id")
-_UPSERT_FLIGHTS_SQL: Final = (
-    "INSERT INTO flights BY NAME SELECT * FROM batch_flights\n"  # noqa: S608 - schema names only
-    "ON CONFLICT (flight_id) DO UPDATE SET\n  "
-    + ",\n  ".join(f"{c} = EXCLUDED.{c}" for c in _FLIGHT_UPDATE_COLUMNS)
-    + "\nWHERE EXCLUDED.event_time > flights.event_time\n"
-    "  OR (EXCLUDED.event_time = flights.event_time\n"
-    "      AND (EXCLUDED.publish_time > flights.publish_time\n"
-    "           OR (EXCLUDED.publish_time = flights.publish_time\n"
-    "               AND EXCLUDED.message_id > flights.message_id)))"
+# Message ids looked up per query (see ``_stored_ids``).
+_LOOKUP_CHUNK: Final = 1000
+# Followed by an IN list of parameters (``_parameters``).
+_RECENCY_SQL: Final = (
+    "SELECT flight_id, epoch_us(event_time), epoch_us(publish_time), message_id"
+    " FROM flights WHERE flight_id IN "
 )
-_EXISTING_IDS_SQL: Final = (
-    "SELECT message_id FROM flight_events"
-    " WHERE message_id IN (SELECT message_id FROM batch_ids)\n"
-    "UNION ALL\n"
-    "SELECT message_id FROM rejected_messages"
-    " WHERE message_id IN (SELECT message_id FROM batch_ids)"
-)
+_DELETE_FLIGHTS_SQL: Final = "DELETE FROM flights WHERE flight_id IN "
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LOCAL_EPOCH: Final = datetime(1970, 1, 1)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def _arrow_schema(table: SchemaTable) -> pa.Schema:
@@ -113,32 +106,88 @@ def _attributes_json(message: AcceptedMessage | RejectedMessage) -> str | None:
     return orjson.dumps(dict(attributes)).decode() if attributes else None
 
 
-def _event_columns(message: AcceptedMessage) -> dict[str, object]:
-    event, meta = message.event, message.meta
-    return {
-        "message_id": meta.message_id,
-        "publish_time": meta.publish_time,
-        "ingest_time": message.ingest_time,
-        "ordering_key": meta.ordering_key,
-        "attributes": _attributes_json(message),
-        "flight_id": event.flight_id,
-        "scheduled_departure_local": event.scheduled_departure_local,
-        "dep_delay_minutes": event.dep_delay_minutes,
-        "arr_delay_minutes": event.arr_delay_minutes,
-        "carrier": event.carrier,
-        "flight_number": event.flight_number,
-        "origin": event.origin,
-        "destination": event.destination,
-        "scheduled_departure": event.scheduled_departure,
-        "scheduled_arrival": event.scheduled_arrival,
-        "status": event.status.value,
-        "actual_departure": event.actual_departure,
-        "actual_arrival": event.actual_arrival,
-        "tail_number": event.tail_number,
-        "distance_miles": event.distance_miles,
-        "air_time_minutes": event.air_time_minutes,
-        "event_time": event.event_time,
+@dataclass(frozen=True, slots=True)
+class _EventRows:
+    """A batch's flight_events rows, plus what picking the newest event per flight needs."""
+
+    table: pa.Table
+    # (flight_id, event_time µs, publish_time µs, message_id) per row: the recency order.
+    keys: list[tuple[str, int, int, str]]
+
+    def without(self, message_ids: Collection[str]) -> _EventRows:
+        keep = [i for i, key in enumerate(self.keys) if key[3] not in message_ids]
+        return _EventRows(self.table.take(pa.array(keep, pa.int64())), [self.keys[i] for i in keep])
+
+    def newest_per_flight(self) -> dict[str, tuple[tuple[str, int, int, str], int]]:
+        """flight_id -> (recency key, row position) of the batch's newest event per flight."""
+        newest: dict[str, tuple[tuple[str, int, int, str], int]] = {}
+        for position, key in enumerate(self.keys):
+            current = newest.get(key[0])
+            if current is None or key > current[0]:
+                newest[key[0]] = (key, position)
+        return newest
+
+    def flights_rows(self, positions: Sequence[int]) -> pa.Table:
+        """Rows for ``flights`` made from these events; updated_at = the event's ingest time."""
+        columns = {
+            name: self.table.column("ingest_time" if name == "updated_at" else name)
+            for name in FLIGHTS.column_names
+        }
+        return pa.table(columns).take(pa.array(positions, pa.int64()))
+
+
+def _micros(value: datetime) -> int:
+    """Microseconds since the epoch, exactly (``timestamp()`` goes through a float). Arrow
+    builds timestamp columns from ints about ten times faster than from datetimes."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _event_rows(messages: Sequence[AcceptedMessage]) -> _EventRows:
+    """Column by column: one list per column, no dict per row."""
+    events = [m.event for m in messages]
+    metas = [m.meta for m in messages]
+    flight_ids = [e.flight_id for e in events]
+    message_ids = [m.message_id for m in metas]
+    event_times = [_micros(e.event_time) for e in events]
+    publish_times = [_micros(m.publish_time) for m in metas]
+    columns: dict[str, list[Any]] = {
+        "message_id": message_ids,
+        "publish_time": publish_times,
+        "ingest_time": [_micros(m.ingest_time) for m in messages],
+        "ordering_key": [m.ordering_key for m in metas],
+        "attributes": [
+            orjson.dumps(dict(m.attributes)).decode() if m.attributes else None for m in metas
+        ],
+        "flight_id": flight_ids,
+        "scheduled_departure_local": [
+            (e.scheduled_departure_local - _LOCAL_EPOCH) // _MICROSECOND for e in events
+        ],
+        "dep_delay_minutes": [e.dep_delay_minutes for e in events],
+        "arr_delay_minutes": [e.arr_delay_minutes for e in events],
+        "carrier": [e.carrier for e in events],
+        "flight_number": [e.flight_number for e in events],
+        "origin": [e.origin for e in events],
+        "destination": [e.destination for e in events],
+        "scheduled_departure": [_micros(e.scheduled_departure) for e in events],
+        "scheduled_arrival": [_micros(e.scheduled_arrival) for e in events],
+        "status": [e.status.value for e in events],
+        "actual_departure": [
+            None if e.actual_departure is None else _micros(e.actual_departure) for e in events
+        ],
+        "actual_arrival": [
+            None if e.actual_arrival is None else _micros(e.actual_arrival) for e in events
+        ],
+        "tail_number": [e.tail_number for e in events],
+        "distance_miles": [e.distance_miles for e in events],
+        "air_time_minutes": [e.air_time_minutes for e in events],
+        "event_time": event_times,
     }
+    table = pa.table(
+        {name: pa.array(columns[name], type=_EVENTS_SCHEMA.field(name).type) for name in columns},
+        schema=_EVENTS_SCHEMA,
+    )
+    keys = list(zip(flight_ids, event_times, publish_times, message_ids, strict=True))
+    return _EventRows(table, keys)
 
 
 def _rejected_columns(message: RejectedMessage) -> dict[str, object]:
@@ -165,27 +214,16 @@ def _arrow_table(rows: Sequence[dict[str, object]], schema: pa.Schema) -> pa.Tab
     )
 
 
-def _newest_per_flight(messages: Sequence[AcceptedMessage], flight_ids: list[str]) -> list[int]:
-    """Positions of the winning event per flight within a batch; the upsert then compares each
-    with the stored row in the same (event_time, publish_time, message_id) order."""
-    newest: dict[str, tuple[tuple[datetime, datetime, str], int]] = {}
-    for position, (message, flight) in enumerate(zip(messages, flight_ids, strict=True)):
-        recency = (message.event.event_time, message.meta.publish_time, message.meta.message_id)
-        current = newest.get(flight)
-        if current is None or recency > current[0]:
-            newest[flight] = (recency, position)
-    return [position for _, position in newest.values()]
+def _parameters(count: int) -> str:
+    """``(?, ?, ...)``: an IN list of ``count`` bound parameters, never values."""
+    return f"({', '.join('?' * count)})"
 
 
-def _current_state(events: pa.Table, messages: Sequence[AcceptedMessage]) -> pa.Table:
-    """Rows for ``flights`` from the batch's flight_events rows: the newest per flight, with
-    updated_at = the ingest time of the event that made the row."""
-    winners = _newest_per_flight(messages, events.column("flight_id").to_pylist())
-    columns = {
-        name: events.column("ingest_time" if name == "updated_at" else name)
-        for name in FLIGHTS.column_names
-    }
-    return pa.table(columns).take(winners)
+def _unregister(cursor: duckdb.DuckDBPyConnection, name: str) -> None:
+    # After a failed statement the transaction is aborted and so is this; the statement's
+    # error is the one that matters (and a retry on this cursor registers the name afresh).
+    with contextlib.suppress(duckdb.Error):
+        cursor.unregister(name)
 
 
 class DuckDBFlightStore:
@@ -208,9 +246,14 @@ class DuckDBFlightStore:
             with self._unavailable_on_error():
                 for table in TABLES:
                     self._conn.execute(table.duckdb_ddl())
+                # Write-path hints (see _known_ids); this process is the file's only writer.
+                self._has_rejections = bool(
+                    self._conn.execute("SELECT count(*) FROM rejected_messages").fetchall()[0][0]
+                )
         except BaseException:
             self._conn.close()
             raise
+        self._expect_redeliveries = False
 
     @property
     def path(self) -> Path:
@@ -247,36 +290,25 @@ class DuckDBFlightStore:
         if not seen:
             return WriteResult(stored=0, duplicates=len(batch), rejected=0)
 
+        events = _event_rows(accepted)
         cursor = self._conn.cursor()
         try:
-            cursor.begin()
+            existing, events_checked = self._known_ids(cursor, events, rejected)
             try:
-                existing = self._existing_ids(cursor, seen)
-                new_accepted = [m for m in accepted if m.meta.message_id not in existing]
-                new_rejected = [m for m in rejected if m.meta.message_id not in existing]
-                if new_rejected:
-                    rejections = _arrow_table(
-                        [_rejected_columns(m) for m in new_rejected], _REJECTED_SCHEMA
-                    )
-                    self._insert(cursor, "rejected_messages", rejections)
-                if new_accepted:
-                    events = _arrow_table([_event_columns(m) for m in new_accepted], _EVENTS_SCHEMA)
-                    self._insert(cursor, "flight_events", events)
-                    self._upsert_flights(cursor, _current_state(events, new_accepted))
-                cursor.commit()
-                if new_accepted:
-                    # After the commit (a reader that saw the old version may have read the
-                    # old rows); only when ``flights`` may have changed: replays and rejected
-                    # messages leave cached reads valid.
-                    self._write_version += 1
-            except BaseException:
-                # Secondary errors while rolling back must not mask the first one.
-                with contextlib.suppress(duckdb.Error):
-                    cursor.rollback()
-                raise
+                stored, kept = self._store(cursor, events, rejected, existing)
+            except duckdb.ConstraintException:
+                if events_checked:
+                    raise  # not a redelivery we failed to look up: a real bug
+                # A message of the batch is in flight_events already (a redelivery), which
+                # the optimistic insert does not look for: find them and write the rest.
+                existing |= self._stored_ids(cursor, "flight_events", events.keys)
+                events_checked = True
+                stored, kept = self._store(cursor, events, rejected, existing)
         finally:
             cursor.close()
-        stored, kept = len(new_accepted), len(new_rejected)
+        # Redeliveries come in runs (a replay, a backlog after an outage): while they do, look
+        # them up first rather than fail an insert per batch.
+        self._expect_redeliveries = events_checked and bool(existing)
         return WriteResult(
             stored=stored,
             duplicates=len(batch) - stored - kept,
@@ -286,12 +318,84 @@ class DuckDBFlightStore:
             duplicate_ids=frozenset(existing),
         )
 
-    def _existing_ids(self, cursor: duckdb.DuckDBPyConnection, ids: set[str]) -> set[str]:
-        cursor.register("batch_ids", pa.table({"message_id": pa.array(list(ids), pa.string())}))
+    def _known_ids(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        events: _EventRows,
+        rejected: Sequence[RejectedMessage],
+    ) -> tuple[set[str], bool]:
+        """Ids of the batch stored by earlier batches, as far as worth looking up before
+        writing; True when flight_events was searched for the accepted ones too.
+
+        flight_events is not searched for accepted messages unless redeliveries are expected:
+        its primary key refuses a duplicate anyway (then ``_write`` looks them up and retries).
+        A lookup there scans the table, an insert probes its index.
+        """
+        existing: set[str] = set()
+        if rejected:
+            existing |= self._stored_ids(cursor, "flight_events", rejected)
+            existing |= self._stored_ids(cursor, "rejected_messages", rejected)
+        if events.keys and self._has_rejections:  # usually empty, so cheap to search
+            existing |= self._stored_ids(cursor, "rejected_messages", events.keys)
+        if events.keys and self._expect_redeliveries:
+            existing |= self._stored_ids(cursor, "flight_events", events.keys)
+            return existing, True
+        return existing, False
+
+    def _store(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        events: _EventRows,
+        rejected: Sequence[RejectedMessage],
+        existing: set[str],
+    ) -> tuple[int, int]:
+        """One transaction: the batch's messages not in ``existing``. (stored, kept) counts."""
+        new_events = events.without(existing) if existing else events
+        new_rejected = [m for m in rejected if m.meta.message_id not in existing]
+        cursor.begin()
         try:
-            return {row[0] for row in cursor.execute(_EXISTING_IDS_SQL).fetchall()}
-        finally:
-            cursor.unregister("batch_ids")
+            if new_rejected:
+                rejections = _arrow_table(
+                    [_rejected_columns(m) for m in new_rejected], _REJECTED_SCHEMA
+                )
+                self._insert(cursor, "rejected_messages", rejections)
+            if new_events.keys:
+                self._insert(cursor, "flight_events", new_events.table)
+                self._upsert_flights(cursor, new_events)
+            cursor.commit()
+            if new_events.keys:
+                # After the commit (a reader that saw the old version may have read the
+                # old rows); only when ``flights`` may have changed: replays and rejected
+                # messages leave cached reads valid.
+                self._write_version += 1
+        except BaseException:
+            # Secondary errors while rolling back must not mask the first one.
+            with contextlib.suppress(duckdb.Error):
+                cursor.rollback()
+            raise
+        if new_rejected:
+            self._has_rejections = True
+        return len(new_events.keys), len(new_rejected)
+
+    @staticmethod
+    def _stored_ids(
+        cursor: duckdb.DuckDBPyConnection,
+        table: str,
+        messages: Sequence[tuple[str, int, int, str]] | Sequence[RejectedMessage],
+    ) -> set[str]:
+        """Which of the messages' ids ``table`` holds.
+
+        An IN list of parameters, in chunks: about 20 µs per id on a million rows here, where
+        a semi-join against a registered Arrow table of the ids took a fixed ~70 ms.
+        """
+        ids = [m[3] if isinstance(m, tuple) else m.meta.message_id for m in messages]
+        found: set[str] = set()
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start : start + _LOOKUP_CHUNK]
+            # ``table`` is one of this module's constants; the ids are bound parameters.
+            sql = f"SELECT message_id FROM {table} WHERE message_id IN {_parameters(len(chunk))}"  # noqa: S608
+            found.update(row[0] for row in cursor.execute(sql, chunk).fetchall())
+        return found
 
     @staticmethod
     def _insert(cursor: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
@@ -300,15 +404,45 @@ class DuckDBFlightStore:
         try:
             cursor.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch_rows")  # noqa: S608
         finally:
-            cursor.unregister("batch_rows")
+            _unregister(cursor, "batch_rows")
+
+    def _upsert_flights(self, cursor: duckdb.DuckDBPyConnection, events: _EventRows) -> None:
+        """Make each flight's row its newest event, of the batch's and the stored one.
+
+        Newest by (event_time, publish_time, message_id), compared here against the stored
+        rows' keys; rows a batch event beats are deleted and inserted anew, in this same
+        transaction. Measured at 300,000 flights, 80 per batch: ~7 ms, where one
+        ``INSERT ... ON CONFLICT DO UPDATE ... WHERE newer`` took ~20 ms whether the flights
+        were new or not.
+        """
+        newest = events.newest_per_flight()
+        stored = self._stored_recency(cursor, list(newest))
+        winners: list[int] = []
+        replaced: list[str] = []
+        for flight_id, (key, position) in newest.items():
+            current = stored.get(flight_id)
+            if current is None:
+                winners.append(position)
+            elif key[1:] > current:
+                winners.append(position)
+                replaced.append(flight_id)
+        for start in range(0, len(replaced), _LOOKUP_CHUNK):
+            chunk = replaced[start : start + _LOOKUP_CHUNK]
+            cursor.execute(_DELETE_FLIGHTS_SQL + _parameters(len(chunk)), chunk)
+        if winners:
+            self._insert(cursor, "flights", events.flights_rows(winners))
 
     @staticmethod
-    def _upsert_flights(cursor: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
-        cursor.register("batch_flights", rows)
-        try:
-            cursor.execute(_UPSERT_FLIGHTS_SQL)
-        finally:
-            cursor.unregister("batch_flights")
+    def _stored_recency(
+        cursor: duckdb.DuckDBPyConnection, flight_ids: list[str]
+    ) -> dict[str, tuple[int, int, str]]:
+        """flight_id -> (event_time µs, publish_time µs, message_id) of the stored rows."""
+        found: dict[str, tuple[int, int, str]] = {}
+        for start in range(0, len(flight_ids), _LOOKUP_CHUNK):
+            chunk = flight_ids[start : start + _LOOKUP_CHUNK]
+            rows = cursor.execute(_RECENCY_SQL + _parameters(len(chunk)), chunk).fetchall()
+            found.update((row[0], (row[1], row[2], row[3])) for row in rows)
+        return found
 
     # --- reads ---------------------------------------------------------------------------
 
