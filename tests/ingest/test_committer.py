@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ingest_helpers import arrived_event, table_count
@@ -247,3 +249,76 @@ def test_ingest_metrics_are_recorded(store: RecordingStore) -> None:
     assert delta("aeroflow_ingest_freshness_seconds_count") == 1
     assert delta("aeroflow_ingest_event_lag_seconds_count") == 1
     assert counter("rejected", "invalid_json") - rejected_before == 1
+
+
+# --- event-loop callers (submit_async) -------------------------------------------------------
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """A real event loop that counts the committer's wake-ups from its writer thread."""
+
+    wakeups = 0
+
+    def call_soon_threadsafe(  # type: ignore[override]
+        self, callback: Any, *args: Any, **kwargs: Any
+    ) -> asyncio.Handle:
+        if getattr(callback, "__module__", "") == "aeroflow.ingest.committer":
+            self.wakeups += 1
+        return super().call_soon_threadsafe(callback, *args, **kwargs)
+
+
+def test_async_callers_are_settled_with_one_wakeup_per_batch(store: RecordingStore) -> None:
+    committer = GroupCommitter(store, max_batch=500, max_wait_seconds=0.05)
+    committer.start()
+    loop = CountingLoop()
+
+    async def publish() -> list[Outcome | BaseException]:
+        store.gate.clear()
+        blocker = committer.submit_async(accepted("blocker", flight(9)))
+        await asyncio.to_thread(taken_by_writer, committer)
+        waiters = [committer.submit_async(accepted(f"m-{n}", flight(n + 1))) for n in range(300)]
+        waiters += [committer.submit_async(accepted("m-0")), committer.submit_async(rejected("p"))]
+        store.gate.set()
+        await blocker
+        return await asyncio.gather(*waiters, return_exceptions=True)
+
+    try:
+        outcomes = loop.run_until_complete(publish())
+    finally:
+        loop.close()
+    committer.drain(5)
+    assert outcomes == [Outcome.STORED] * 300 + [Outcome.DUPLICATE, Outcome.REJECTED]
+    assert store.batches == [1, 301]
+    assert loop.wakeups == 2  # one per batch, not one per message
+
+
+def test_async_callers_see_storage_failures_overload_and_shutdown(store: RecordingStore) -> None:
+    committer = GroupCommitter(store, max_batch=2, max_wait_seconds=0, max_pending=2)
+    committer.start()
+
+    async def scenario() -> None:
+        store.down = True
+        with pytest.raises(StorageUnavailableError):
+            await committer.submit_async(accepted("down"))
+        store.down = False
+
+        store.gate.clear()
+        in_flight = committer.submit_async(accepted("in-flight"))
+        await asyncio.to_thread(taken_by_writer, committer)
+        queued = [committer.submit_async(accepted(f"q-{n}", flight(n + 2))) for n in range(2)]
+        with pytest.raises(CommitterOverloadedError):
+            await committer.submit_async(accepted("one-too-many"))
+        # A caller that gives up (the client went away) changes nothing for the others.
+        queued[0].cancel()
+        store.gate.set()
+        assert await in_flight is Outcome.STORED
+        assert await queued[1] is Outcome.STORED
+
+    asyncio.run(scenario())
+    committer.drain(5)
+
+    async def after_drain() -> None:
+        with pytest.raises(CommitterClosedError):
+            committer.submit_async(accepted("late"))
+
+    asyncio.run(after_drain())

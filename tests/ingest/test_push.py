@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from fastapi import FastAPI
 from ingest_helpers import arrived_event, envelope, serve, table_count
 from prometheus_client import REGISTRY
 
+from aeroflow.bootstrap import Role, build_app
 from aeroflow.domain.events import FlightEvent
 from aeroflow.ingest.auth import NoPushAuthentication, PushAuthenticator, PushAuthError
 from aeroflow.ingest.committer import GroupCommitter
@@ -21,6 +24,8 @@ from aeroflow.ingest.publisher import OutgoingMessage, PushPublisher, event_mess
 from aeroflow.ingest.push import PUSH_PATH, create_push_router
 from aeroflow.ingest.samples import nycflights13_events
 from aeroflow.ingest.wire import encode_event
+from aeroflow.observability.logging import REQUEST_LOGGER
+from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import FlightStore, StorageUnavailableError, WriteBatch, WriteResult
 
@@ -260,7 +265,7 @@ def test_unreachable_target_fails_after_retries() -> None:
     )
     report = asyncio.run(publisher.publish(messages))
     assert (report.published, report.failed, report.retries) == (0, 1, 1)
-    assert "ClientConnectorError" in report.failures[0].reason
+    assert "ConnectionRefusedError" in report.failures[0].reason
 
 
 def test_async_message_sources_are_supported(duck: SwitchableStore) -> None:
@@ -273,3 +278,81 @@ def test_async_message_sources_are_supported(duck: SwitchableStore) -> None:
         report = asyncio.run(PushPublisher(url, concurrency=8).publish(messages()))
     assert (report.published, report.failed) == (30, 0)
     assert report.failures == ()
+
+
+# --- the fast path ahead of the app's middleware (what `aeroflow serve` runs) -----------------
+
+
+def http_requests(status_class: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "aeroflow_http_requests_total",
+        {"route": PUSH_PATH, "method": "POST", "status_class": status_class},
+    )
+    return value or 0.0
+
+
+@contextmanager
+def composed_server(db_path: Path, **settings: Any) -> Iterator[str]:
+    """``aeroflow serve``'s app, from the composition root, behind a real uvicorn."""
+    app = build_app(Settings(duckdb_path=db_path, **settings), Role.SERVE)
+    with serve(app) as base_url:
+        yield base_url
+
+
+def test_push_requests_take_the_fast_path_with_the_apps_headers_metrics_and_errors(
+    db_path: Path,
+) -> None:
+    ok_before, bad_before = http_requests("2xx"), http_requests("4xx")
+    with composed_server(db_path) as base_url, httpx.Client(base_url=base_url) as client:
+        stored = client.post(PUSH_PATH, content=envelope(encode_event(arrived_event())))
+        not_envelope = client.post(PUSH_PATH, content=b"[]")
+        too_big = client.post(PUSH_PATH, content=b"x" * (MAX_BODY + 1))
+        wrong_method = client.get(PUSH_PATH)
+        flight = client.get("/v1/flights/UA1545-EWR-20130101")
+
+    assert stored.status_code == 204
+    assert stored.content == b""
+    for response in (stored, not_envelope, too_big, wrong_method):
+        # The headers the app's middleware gives every other response.
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"
+    assert not_envelope.status_code == 400
+    assert not_envelope.json()["error"]["code"] == "invalid_envelope"
+    assert too_big.status_code == 413
+    assert too_big.json() == {
+        "error": {
+            "code": "payload_too_large",
+            "message": f"request body exceeds {MAX_BODY} bytes",
+            "details": [],
+        }
+    }
+    # Not POST: the app itself answers, in its error shape.
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert flight.status_code == 200  # the read API sees what the fast path stored
+    # Counted under the same series the app's metrics middleware uses for every route.
+    assert http_requests("2xx") - ok_before == 1
+    assert http_requests("4xx") - bad_before == 2
+    assert table_count(db_path, "flight_events") == 1
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_access_log_samples_successes_and_keeps_every_error(
+    db_path: Path, rate: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
+    with (
+        composed_server(db_path, push_access_log_sample_rate=rate) as base_url,
+        httpx.Client(base_url=base_url) as client,
+    ):
+        for number in range(1, 21):
+            body = envelope(
+                encode_event(arrived_event(flight_number=number)), message_id=f"m{number}"
+            )
+            assert client.post(PUSH_PATH, content=body).status_code == 204
+        assert client.post(PUSH_PATH, content=b"{}").status_code == 400
+
+    lines = [r for r in caplog.records if r.name == REQUEST_LOGGER and PUSH_PATH in r.getMessage()]
+    statuses = [r.getMessage().rsplit(" ", 1)[1] for r in lines]
+    assert statuses.count("400") == 1
+    assert statuses.count("204") == (20 if rate == 1.0 else 0)
