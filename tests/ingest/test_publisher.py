@@ -5,13 +5,17 @@ import uuid
 from datetime import timedelta
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 from ingest_helpers import arrived_event, scheduled_event
 
 from aeroflow.domain.events import FlightStatus
 from aeroflow.ingest.publisher import (
     LOCAL_SUBSCRIPTION,
+    MESSAGE_ID_NAMESPACE,
     PublishReport,
     event_message,
+    message_id_for,
     push_envelope,
     raw_message,
     rfc3339_now,
@@ -87,3 +91,8 @@ def test_publish_report_rates() -> None:
     assert not report.ok
     assert report.messages_per_second == 50
     assert PublishReport(0, 0, 0, 0.0).messages_per_second == 0
+
+
+@given(st.text(max_size=200))
+def test_message_ids_are_uuid5_of_the_name(name: str) -> None:
+    assert message_id_for(name) == str(uuid.uuid5(MESSAGE_ID_NAMESPACE, name))

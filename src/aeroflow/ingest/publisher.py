@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
-import aiohttp
 import orjson
 from pydantic import ValidationError
 
 from aeroflow.domain.events import FlightEvent
+from aeroflow.ingest.http1 import Connection, Target
 from aeroflow.ingest.wire import encode_event, unwrap_unions
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,23 @@ class Publisher(Protocol):
 def event_message_id(event: FlightEvent, flight_id: str | None = None) -> str:
     """uuid5 of ``flight_id|status|event_time``: the same event always gets the same id."""
     instant = event.event_time.astimezone(UTC).isoformat()
-    name = f"{flight_id or event.flight_id}|{event.status.value}|{instant}"
-    return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, name))
+    return message_id_for(f"{flight_id or event.flight_id}|{event.status.value}|{instant}")
+
+
+_NAMESPACE_SHA1: Final = hashlib.sha1(MESSAGE_ID_NAMESPACE.bytes, usedforsecurity=False)
+
+
+def message_id_for(name: str) -> str:
+    """``str(uuid.uuid5(MESSAGE_ID_NAMESPACE, name))``, in a quarter of the time.
+
+    The namespace is hashed once; the version (5) and variant (RFC 4122) bits are set on the
+    hex digits directly instead of through a UUID object.
+    """
+    sha1 = _NAMESPACE_SHA1.copy()
+    sha1.update(name.encode())
+    h = sha1.hexdigest()
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 def event_message(event: FlightEvent) -> OutgoingMessage:
@@ -229,9 +244,9 @@ class PushPublisher:
     jitter (at least the server's Retry-After), up to ``max_retries`` times; other 4xx answers
     fail it at once. Failures are logged and counted in the report, never swallowed.
 
-    HTTP/1.1 keep-alive over a pool of ``concurrency`` connections, with aiohttp: httpx's
-    connection pool re-examines every connection on each request state change and cost about
-    3 ms of CPU per request at 64 in flight here, aiohttp about 0.2 ms.
+    HTTP/1.1 keep-alive, one connection per in-flight request, over ``ingest.http1``: general
+    clients cost more CPU per request than the server spends storing the message (aiohttp
+    ~115 µs, httpx ~3 ms, ``http1`` ~15 µs here).
     """
 
     def __init__(
@@ -248,10 +263,11 @@ class PushPublisher:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
-        self._url = target_url
+        self._target = Target.parse(
+            target_url, {"content-type": "application/json", **(headers or {})}
+        )
         self._concurrency = concurrency
         self._max_retries = max_retries
-        self._headers = {"content-type": "application/json", **(headers or {})}
         self._subscription = subscription
         self._timeout = timeout_seconds
         self._backoff_initial = backoff_initial_seconds
@@ -265,14 +281,9 @@ class PushPublisher:
         source: _Source = (
             _AsyncSource(messages) if isinstance(messages, AsyncIterable) else _SyncSource(messages)
         )
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._concurrency),
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-            headers=self._headers,
-        )
-        async with session, asyncio.TaskGroup() as workers:
+        async with asyncio.TaskGroup() as workers:
             for _ in range(self._concurrency):
-                workers.create_task(self._work(session, source, run))
+                workers.create_task(self._work(source, run))
         run.flush_progress()
         report = PublishReport(
             published=run.published,
@@ -286,13 +297,19 @@ class PushPublisher:
             log.error("%d of %d messages were not delivered", report.failed, total)
         return report
 
-    async def _work(self, session: aiohttp.ClientSession, source: _Source, run: _Run) -> None:
-        while (message := await source.next()) is not None:
-            await self._deliver(session, message, run)
+    async def _work(self, source: _Source, run: _Run) -> None:
+        connection: Connection | None = None
+        try:
+            while (message := await source.next()) is not None:
+                connection = await self._deliver(connection, message, run)
+        finally:
+            if connection is not None:
+                connection.close()
 
     async def _deliver(
-        self, session: aiohttp.ClientSession, message: OutgoingMessage, run: _Run
-    ) -> None:
+        self, connection: Connection | None, message: OutgoingMessage, run: _Run
+    ) -> Connection | None:
+        """Deliver one message; returns the connection to reuse for the next one."""
         # Pub/Sub stamps publishTime once; redeliveries carry the same one.
         envelope = push_envelope(message, rfc3339_now(), subscription=self._subscription)
         attempt = 0
@@ -301,25 +318,29 @@ class PushPublisher:
             envelope["deliveryAttempt"] = attempt
             retry_after: float | None = None
             try:
-                async with session.post(self._url, data=orjson.dumps(envelope)) as response:
-                    status = response.status
-                    # Read to the end even when unused, so the connection can be reused.
-                    text = (await response.read())[:200].decode("utf-8", "replace")
-                    header = response.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                async with asyncio.timeout(self._timeout):
+                    if connection is None or connection.closed:
+                        connection = await Connection.open(self._target)
+                    response = await connection.post(self._target, orjson.dumps(envelope))
+            except (OSError, TimeoutError) as exc:  # refused, reset, TLS, unparsable answer
+                if connection is not None:
+                    connection.close()
+                connection = None
                 reason = f"{type(exc).__name__}: {exc}"
             else:
+                status = response.status
                 if 200 <= status < 300:
                     run.finished(ok=True)
-                    return
+                    return connection
+                text = response.body[:200].decode("utf-8", "replace")
                 reason = f"HTTP {status}: {text}"
                 if status != 429 and status < 500:
                     run.give_up(message.message_id, reason)
-                    return
-                retry_after = _retry_after_seconds(header)
+                    return connection
+                retry_after = _retry_after_seconds(response.headers.get("retry-after"))
             if attempt > self._max_retries:
                 run.give_up(message.message_id, f"{reason} (after {attempt} attempts)")
-                return
+                return connection
             run.retries += 1
             await asyncio.sleep(self._backoff(attempt, retry_after))
 

