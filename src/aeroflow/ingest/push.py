@@ -34,6 +34,7 @@ import orjson
 from fastapi import APIRouter
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -191,10 +192,8 @@ class PushFastPath:
         self._sample_rate = access_log_sample_rate
         self._trace = trace_requests
         self._duration = HTTP_REQUEST_DURATION.labels(PUSH_PATH, "POST")
-        self._requests = {
-            status_class: HTTP_REQUESTS.labels(PUSH_PATH, "POST", status_class)
-            for status_class in ("1xx", "2xx", "3xx", "4xx", "5xx")
-        }
+        # Series by status class, created on first use as the metrics middleware does.
+        self._requests: dict[int, Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PUSH_PATH or scope["method"] != "POST":
@@ -225,9 +224,17 @@ class PushFastPath:
         finally:
             latency = time.perf_counter() - started
             self._duration.observe(latency)
-            self._requests.get(f"{status // 100}xx", self._requests["5xx"]).inc()
+            self._count(status)
         if status >= 400 or (self._sample_rate and random.random() < self._sample_rate):  # noqa: S311
             _log_push(scope, status, latency, response_size)
+
+    def _count(self, status: int) -> None:
+        status_class = status // 100
+        counter = self._requests.get(status_class)
+        if counter is None:
+            label = f"{status_class}xx" if 1 <= status_class <= 5 else "5xx"
+            counter = self._requests[status_class] = HTTP_REQUESTS.labels(PUSH_PATH, "POST", label)
+        counter.inc()
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 500
