@@ -163,6 +163,12 @@ bench: $(STAMP) ## benchmarks vs Datasette/ROAPI, 10 M rows, ingest -> bench/res
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# Push ingest alone (~10 minutes): msg/s and CPU per message at 1..512 requests in flight, the
+# Arrow ceiling, freshness, and the full `aeroflow demo` load -> bench/results/push_ingest.json.
+.PHONY: bench-push-ingest
+bench-push-ingest: $(STAMP) ## push ingest by publisher concurrency, freshness, full demo load time
+	$(BIN)/python bench/bench_push_ingest.py --demo $(BENCH_ARGS)
+
 .PHONY: clean
 clean: ## remove local data and caches (keeps .venv)
 	rm -rf data .pytest_cache .mypy_cache .ruff_cache
