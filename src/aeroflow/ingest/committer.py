@@ -112,6 +112,7 @@ class GroupCommitter:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._warned_unattributed = False
+        self._write_failure: str | None = None  # set by the writer thread only
 
     # --- caller side ---------------------------------------------------------------------
 
@@ -200,6 +201,14 @@ class GroupCommitter:
     def pending(self) -> int:
         return len(self._queue)
 
+    def write_health(self) -> str | None:
+        """A readiness check: None, or why the last batch write failed.
+
+        Stays unhealthy until a write succeeds again; Pub/Sub's redeliveries of the refused
+        messages are what bring that write about once storage is back.
+        """
+        return self._write_failure
+
     # --- writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -249,10 +258,12 @@ class GroupCommitter:
             # StorageUnavailableError is the expected case; anything else is a bug in an
             # adapter, but the waiting callers must hear about it either way (none is acked),
             # and the writer must survive it.
+            self._write_failure = f"storage writes are failing: {type(exc).__name__}"
             _settle([(pending, exc) for pending in live])
             _FAILED.inc(len(live))
             log.warning("batch write of %d messages failed: %r", len(unique), exc)
             return
+        self._write_failure = None
         committed = time.perf_counter()
         metrics.INGEST_COMMIT_DURATION.observe(committed - started)
         metrics.INGEST_BATCH_SIZE.observe(len(unique))
