@@ -3,7 +3,8 @@
 One emulator per test session, started on first use on a free 127.0.0.1 port with the launcher
 that ships with the Google Cloud CLI (``<sdk root>/platform/pubsub-emulator/bin/
 cloud-pubsub-emulator``; the launcher execs Java, which gets its own process group) and stopped
-by that process group at the end. ``PUBSUB_EMULATOR_HOST`` is set for the session, so the
+by that process group at the end (both by ``aeroflow.devtools.pubsub_emulator``, which the
+emulator demo uses too). ``PUBSUB_EMULATOR_HOST`` is set for the session, so the
 official clients built by the code under test, and subprocesses, talk to it unchanged. Where
 the emulator is not installed the tests that need it skip and say why; one that is installed
 but does not start fails them.
@@ -16,11 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -36,6 +33,12 @@ import uvicorn
 from google.cloud import pubsub_v1
 from google.pubsub_v1.types import Encoding, Schema
 
+from aeroflow.devtools.pubsub_emulator import (
+    find_launcher,
+    free_port,
+    not_installed_reason,
+    running_pubsub_emulator,
+)
 from aeroflow.storage.port import (
     DelayStats,
     Flight,
@@ -50,36 +53,6 @@ from aeroflow.storage.port import (
 )
 
 PROJECT = "aeroflow-test"
-START_TIMEOUT_SECONDS = 30.0
-LAUNCHER_ENV = "AEROFLOW_PUBSUB_EMULATOR"  # overrides where the launcher is looked for
-
-
-def find_launcher() -> Path | None:
-    override = os.environ.get(LAUNCHER_ENV)
-    if override:
-        return Path(override) if Path(override).exists() else None
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        return None
-    try:
-        root = subprocess.run(
-            [gcloud, "info", "--format=value(installation.sdk_root)"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.strip()
-    except (subprocess.SubprocessError, OSError):
-        return None
-    launcher = Path(root) / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
-    return launcher if launcher.exists() else None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -209,66 +182,22 @@ class PubSubEmulator:
             self._subscriber.close()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    # The launcher execs Java in its own session: the group is the emulator and nothing else.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 @pytest.fixture(scope="session")
 def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
     launcher = find_launcher()
     if launcher is None:
-        pytest.skip(
-            "Pub/Sub emulator not installed: no gcloud SDK with platform/pubsub-emulator "
-            f"(Debian package google-cloud-cli-pubsub-emulator), and ${LAUNCHER_ENV} unset or"
-            " pointing nowhere"
-        )
-    port = free_port()
-    host = f"127.0.0.1:{port}"
+        pytest.skip(not_installed_reason())
     log_path = tmp_path_factory.mktemp("pubsub-emulator") / "emulator.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(launcher), "--host=127.0.0.1", f"--port={port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"Pub/Sub emulator exited at start-up:\n{_tail(log_path)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://{host}/", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Pub/Sub emulator not up after 30 s:\n{_tail(log_path)}")
-            time.sleep(0.1)
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("PUBSUB_EMULATOR_HOST", host)
-            emulator = PubSubEmulator(host=host, project=PROJECT, pid=process.pid)
-            try:
-                yield emulator
-            finally:
-                emulator.close()
-    finally:
-        _stop(process)
+    with (
+        running_pubsub_emulator(log_path, launcher=launcher) as running,
+        pytest.MonkeyPatch.context() as env,
+    ):
+        env.setenv("PUBSUB_EMULATOR_HOST", running.host)
+        emulator = PubSubEmulator(host=running.host, project=PROJECT, pid=running.pid)
+        try:
+            yield emulator
+        finally:
+            emulator.close()
 
 
 # --- shared by the Pub/Sub end-to-end tests ------------------------------------------------

@@ -1,0 +1,1 @@
+"""Developer tooling: local emulators and the emulator demo. Never imported by the service."""
