@@ -38,6 +38,12 @@ $(BQEMULATOR_STAMP):
 .PHONY: bqemulator-venv
 bqemulator-venv: $(BQEMULATOR_STAMP) ## the BigQuery emulator's own venv (the tests start and stop it)
 
+# The cloud flow on this machine: topic + push subscription on Google's Pub/Sub emulator (ships
+# with the Google Cloud CLI) -> aeroflow serve -> the BigQuery emulator. DEMO_ARGS='--limit 500'.
+.PHONY: demo-emulators
+demo-emulators: $(STAMP) bqemulator-venv ## the same flow on the Pub/Sub and BigQuery emulators (Ctrl-C stops all)
+	$(BIN)/python -m aeroflow.devtools.demo_emulators $(DEMO_ARGS)
+
 .PHONY: test
 test: $(STAMP) $(BQEMULATOR_STAMP) test-system-deps ## run the whole test suite
 	$(BIN)/pytest
