@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -217,6 +218,9 @@ def demo(
             "--db",
             str(db),
         ],
+        # A person watches this terminal: readable warnings, not a JSON line per request
+        # (either can still be chosen through the environment).
+        env={"AEROFLOW_LOG_JSON": "false", "AEROFLOW_LOG_LEVEL": "WARNING", **os.environ},
     )
 
     def stop(signum: int, _frame: object) -> None:
