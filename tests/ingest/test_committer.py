@@ -322,3 +322,23 @@ def test_async_callers_see_storage_failures_overload_and_shutdown(store: Recordi
             committer.submit_async(accepted("late"))
 
     asyncio.run(after_drain())
+
+
+def test_a_lone_sender_is_not_held_back_by_the_batch_window(store: RecordingStore) -> None:
+    committer = GroupCommitter(store, max_batch=100, max_wait_seconds=0.5)
+    committer.start()
+    assert committer.submit(accepted("first")).result(5) is Outcome.STORED
+    started = time.monotonic()
+    for n in range(5):  # one at a time, each waiting for its ack, like a single publisher
+        assert committer.submit(accepted(f"next-{n}", flight(n + 2))).result(5) is Outcome.STORED
+    assert time.monotonic() - started < 1.5  # not 5 x 0.5 s
+    # Company arrives: the window applies again and the burst shares batches.
+    store.gate.clear()
+    blocker = committer.submit(accepted("blocker", flight(20)))
+    taken_by_writer(committer)
+    burst = [committer.submit(accepted(f"b-{n}", flight(n + 30))) for n in range(50)]
+    store.gate.set()
+    assert blocker.result(5) is Outcome.STORED
+    assert [f.result(5) for f in burst] == [Outcome.STORED] * 50
+    committer.drain(5)
+    assert store.batches[-1] == 50

@@ -112,6 +112,7 @@ class GroupCommitter:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._warned_unattributed = False
+        self._company = True  # did the last batch have more than one message?
         self._write_failure: str | None = None  # set by the writer thread only
 
     # --- caller side ---------------------------------------------------------------------
@@ -226,14 +227,17 @@ class GroupCommitter:
                     return None
                 self._cond.wait()
             # Wait for company only while the oldest item is younger than max_wait: items that
-            # queued up during the previous commit have already waited and go at once.
-            deadline = self._queue[0].enqueued + self._max_wait
+            # queued up during the previous commit have already waited and go at once. And not
+            # when the last batch found none: a lone sender (one publisher, a probe) would only
+            # ever add max_wait to each of its messages.
+            deadline = self._queue[0].enqueued + (self._max_wait if self._company else 0.0)
             while len(self._queue) < self._max_batch and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
             count = min(len(self._queue), self._max_batch)
+            self._company = count > 1
             return [self._queue.popleft() for _ in range(count)]
 
     def _commit(self, batch: list[_Pending]) -> None:
