@@ -40,7 +40,11 @@ def build_store(settings: Settings) -> FlightStore:
         return BigQueryFlightStore.from_settings(settings, build_bigquery_client(settings))
     from aeroflow.storage.duckdb import DuckDBFlightStore
 
-    return DuckDBFlightStore(settings.duckdb_path, threads=settings.duckdb_threads)
+    return DuckDBFlightStore(
+        settings.duckdb_path,
+        threads=settings.duckdb_threads,
+        memory_limit=settings.duckdb_memory_limit,
+    )
 
 
 def build_push_authenticator(settings: Settings) -> PushAuthenticator:

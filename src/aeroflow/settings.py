@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     storage_backend: Literal["duckdb", "bigquery"] = "duckdb"
     duckdb_path: Path = Path("data/aeroflow.duckdb")
     duckdb_threads: int = Field(default=2, ge=1, le=64)
+    # DuckDB's buffer pool (e.g. "512MB", "2GB"); docs/performance.md has the measurements.
+    duckdb_memory_limit: str = Field(default="512MB", pattern=r"^[0-9]+(\.[0-9]+)?\s*[KMGT]i?B$")
 
     gcp_project: str | None = None
     bigquery_dataset: str = "aeroflow"

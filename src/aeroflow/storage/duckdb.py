@@ -231,14 +231,20 @@ class DuckDBFlightStore:
 
     _TABLE = "flights"
 
-    def __init__(self, path: Path, *, threads: int = 2) -> None:
+    def __init__(self, path: Path, *, threads: int = 2, memory_limit: str | None = None) -> None:
         self._path = path
         self._write_lock = threading.Lock()
         self._closed = False
         self._write_version = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = duckdb.connect(str(path), config={"threads": threads})
+            config: dict[str, str | bool | int | float | list[str]] = {"threads": threads}
+            if memory_limit is not None:
+                # DuckDB's buffer pool defaults to 80 % of the machine's RAM and keeps what it
+                # has read: at 10 M flights that alone passed 1 GiB of RSS. Over the limit it
+                # evicts (or spills), so the process stays bounded whatever the store's size.
+                config["memory_limit"] = memory_limit
+            self._conn = duckdb.connect(str(path), config=config)
         except _UNAVAILABLE_ERRORS as exc:
             # Typically the file is locked by another process.
             raise StorageUnavailableError(f"cannot open DuckDB database {path}: {exc}") from exc
