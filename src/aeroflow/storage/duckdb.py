@@ -39,7 +39,6 @@ from aeroflow.domain.schema import FLIGHT_EVENTS, FLIGHTS, REJECTED_MESSAGES, TA
 from aeroflow.domain.schema import Table as SchemaTable
 from aeroflow.observability.metrics import STORAGE_QUERY_DURATION, STORAGE_ROWS_RETURNED
 from aeroflow.storage import queries
-from aeroflow.storage.duckdb_rows import flight_from_epoch_row, wrap_flight_query
 from aeroflow.storage.port import (
     AcceptedMessage,
     DelayStats,
@@ -54,7 +53,7 @@ from aeroflow.storage.port import (
     WriteBatch,
     WriteResult,
 )
-from aeroflow.storage.rows import delay_stats_from_row
+from aeroflow.storage.rows import delay_stats_from_row, flight_from_row
 
 log = logging.getLogger(__name__)
 
@@ -454,9 +453,8 @@ class DuckDBFlightStore:
 
     def list_flights(self, query: FlightQuery) -> FlightPage:
         sql = queries.build_list_flights(query, "duckdb", table=self._TABLE)
-        wrapped = queries.SqlQuery(wrap_flight_query(sql.sql, query.sort), sql.params)
-        rows = self._fetch_tuples("list_flights", wrapped)
-        flights = [flight_from_epoch_row(row) for row in rows[: query.limit]]
+        rows = self._fetch("list_flights", sql)
+        flights = [flight_from_row(row) for row in rows[: query.limit]]
         next_key = None
         if len(rows) > query.limit:
             last = flights[-1]
@@ -464,11 +462,10 @@ class DuckDBFlightStore:
         return FlightPage(flights=flights, next=next_key)
 
     def get_flight(self, flight_id: str) -> Flight | None:
-        sql = queries.build_get_flight(flight_id, "duckdb", table=self._TABLE)
-        rows = self._fetch_tuples(
-            "get_flight", queries.SqlQuery(wrap_flight_query(sql.sql), sql.params)
+        rows = self._fetch(
+            "get_flight", queries.build_get_flight(flight_id, "duckdb", table=self._TABLE)
         )
-        return flight_from_epoch_row(rows[0]) if rows else None
+        return flight_from_row(rows[0]) if rows else None
 
     def delay_stats(self, group_by: GroupBy, flight_filter: FlightFilter) -> Sequence[DelayStats]:
         sql = queries.build_delay_stats(group_by, flight_filter, "duckdb", table=self._TABLE)
@@ -493,12 +490,6 @@ class DuckDBFlightStore:
                 self._conn.close()
 
     # --- helpers -------------------------------------------------------------------------
-
-    def _fetch_tuples(self, kind: str, query: queries.SqlQuery) -> list[tuple[Any, ...]]:
-        with self._timed(kind), self._unavailable_on_error(), self._cursor() as cursor:
-            rows = cursor.execute(query.sql, query.params).fetchall()
-        STORAGE_ROWS_RETURNED.labels(query=kind).observe(len(rows))
-        return rows
 
     def _fetch(self, kind: str, query: queries.SqlQuery) -> list[dict[str, object]]:
         with self._timed(kind), self._unavailable_on_error(), self._cursor() as cursor:
