@@ -21,6 +21,7 @@ import peers
 import scenarios
 from harness import (
     DATA,
+    RESULTS,
     Server,
     load_average,
     log,
@@ -31,6 +32,7 @@ from harness import (
     running,
     save_json,
     wait_for_quiet,
+    wait_idle,
     write_request_list,
 )
 
@@ -57,6 +59,7 @@ def measure(
         points = []
         for count in connections:
             point = run_wrk(server.base_url, files[scenario], connections=count, seconds=seconds)
+            point["drained_seconds"] = wait_idle(server.pid)
             log(
                 f"  {server.name:<18} {scenario:<14} c={count:<3} {point['rps']:>9,.0f} req/s"
                 f"  p50 {point['p50_ms']:7.2f}  p99 {point['p99_ms']:7.2f} ms"
@@ -209,6 +212,9 @@ def main() -> None:
     parser.add_argument("--connections", default="1,8,32,64")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--out", default=None, help="result name under bench/results")
+    parser.add_argument(
+        "--merge", action="store_true", help="replace only these systems in an existing result"
+    )
     args = parser.parse_args()
     report = bench_read(
         args.dataset,
@@ -220,7 +226,16 @@ def main() -> None:
         connections=[int(c) for c in args.connections.split(",")],
         seconds=args.seconds,
     )
-    save_json(args.out or f"read_{args.dataset}", report)
+    name = args.out or f"read_{args.dataset}"
+    existing = RESULTS / f"{name}.json"
+    if args.merge and existing.exists():
+        merged = json.loads(existing.read_text())
+        merged["systems"].update(report["systems"])
+        merged.setdefault("reruns", []).append(
+            {"systems": list(report["systems"]), "load_average_start": report["load_average_start"]}
+        )
+        report = merged
+    save_json(name, report)
 
 
 if __name__ == "__main__":

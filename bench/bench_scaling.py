@@ -29,6 +29,7 @@ from harness import (
     run_wrk,
     running,
     save_json,
+    wait_idle,
 )
 
 SIZES = (336_776, 1_000_000, 3_000_000, 10_000_000)
@@ -65,6 +66,7 @@ def measure_size(db: Path, rows: int, seconds: float) -> dict[str, Any]:
                 seconds=seconds,
                 timeout_seconds=30,
             )
+            point["drained_seconds"] = wait_idle(server.pid)
             points[scenario] = point
             log(
                 f"  {rows:>11,} {scenario:<14} c={connections:<3} {point['rps']:>8,.0f} req/s"

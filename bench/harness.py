@@ -114,6 +114,35 @@ def peak_rss_mib(pid: int) -> float:
     return sum(_status_kib(p, "VmHWM") for p in process_tree(pid)) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process tree so far."""
+    ticks = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, *, busy: float = 0.15, timeout: float = 90.0) -> float:
+    """Wait until a server stops working off a backlog (below ``busy`` cores); seconds waited.
+
+    A slow system still runs the requests queued during the previous point after wrk has
+    stopped; without this the next point would measure that backlog, not its own requests.
+    """
+    started = time.monotonic()
+    before = cpu_seconds(pid)
+    while time.monotonic() - started < timeout:
+        time.sleep(0.5)
+        after = cpu_seconds(pid)
+        if (after - before) / 0.5 < busy:
+            break
+        before = after
+    return round(time.monotonic() - started, 1)
+
+
 # --- servers -----------------------------------------------------------------------------
 
 
