@@ -386,6 +386,8 @@ def write_report() -> Path:
             "and runs only the scenarios a cache can serve; `raw-asgi` returns aeroflow's bytes "
             "from a bare ASGI app under the same server (the ceiling).",
             "",
+            read.get("note", ""),
+            "",
             _read_table(read),
             "",
         ]
@@ -400,6 +402,8 @@ def write_report() -> Path:
             f"## Read API, {big['flights']:,} flights (generated)",
             "",
             "![req/s at 32 connections](read_big_c32.png)",
+            "",
+            big.get("note", ""),
             "",
             _read_table(big),
             "",
