@@ -96,7 +96,7 @@ def _bar_chart(read: dict[str, Any], connections: int, path: Path, title: str) -
     ax.set_ylabel(f"requests/s at {connections} connections (log)")
     ax.set_xticks(range(len(scenario_names)), [SCENARIO_LABELS[s] for s in scenario_names])
     ax.set_title(title)
-    ax.legend(fontsize=8, ncols=len(systems))
+    ax.legend(fontsize=8, ncols=len(systems), loc="upper center", bbox_to_anchor=(0.5, -0.16))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
