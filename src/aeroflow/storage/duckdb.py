@@ -218,13 +218,6 @@ def _parameters(count: int) -> str:
     return f"({', '.join('?' * count)})"
 
 
-def _unregister(cursor: duckdb.DuckDBPyConnection, name: str) -> None:
-    # After a failed statement the transaction is aborted and so is this; the statement's
-    # error is the one that matters (and a retry on this cursor registers the name afresh).
-    with contextlib.suppress(duckdb.Error):
-        cursor.unregister(name)
-
-
 class DuckDBFlightStore:
     """``FlightStore`` over one DuckDB database file."""
 
@@ -259,6 +252,7 @@ class DuckDBFlightStore:
             self._conn.close()
             raise
         self._expect_redeliveries = False
+        self._write_cursor: duckdb.DuckDBPyConnection | None = None
 
     @property
     def path(self) -> Path:
@@ -296,21 +290,18 @@ class DuckDBFlightStore:
             return WriteResult(stored=0, duplicates=len(batch), rejected=0)
 
         events = _event_rows(accepted)
-        cursor = self._conn.cursor()
+        cursor = self._writer()
+        existing, events_checked = self._known_ids(cursor, events, rejected)
         try:
-            existing, events_checked = self._known_ids(cursor, events, rejected)
-            try:
-                stored, kept = self._store(cursor, events, rejected, existing)
-            except duckdb.ConstraintException:
-                if events_checked:
-                    raise  # not a redelivery we failed to look up: a real bug
-                # A message of the batch is in flight_events already (a redelivery), which
-                # the optimistic insert does not look for: find them and write the rest.
-                existing |= self._stored_ids(cursor, "flight_events", events.keys)
-                events_checked = True
-                stored, kept = self._store(cursor, events, rejected, existing)
-        finally:
-            cursor.close()
+            stored, kept = self._store(cursor, events, rejected, existing)
+        except duckdb.ConstraintException:
+            if events_checked:
+                raise  # not a redelivery we failed to look up: a real bug
+            # A message of the batch is in flight_events already (a redelivery), which the
+            # optimistic insert does not look for: find them and write the rest.
+            existing |= self._stored_ids(cursor, "flight_events", events.keys)
+            events_checked = True
+            stored, kept = self._store(cursor, events, rejected, existing)
         # Redeliveries come in runs (a replay, a backlog after an outage): while they do, look
         # them up first rather than fail an insert per batch.
         self._expect_redeliveries = events_checked and bool(existing)
@@ -322,6 +313,14 @@ class DuckDBFlightStore:
             # duplicate but not named: its id was stored, by its first occurrence.
             duplicate_ids=frozenset(existing),
         )
+
+    def _writer(self) -> duckdb.DuckDBPyConnection:
+        """The cursor all writes use, under the write lock. One for the store's life: every
+        DuckDB call hands the GIL back and waits to retake it from the busy event loop, so the
+        writer makes as few as it can (no cursor per batch, no unregistering)."""
+        if self._write_cursor is None:
+            self._write_cursor = self._conn.cursor()
+        return self._write_cursor
 
     def _known_ids(
         self,
@@ -405,11 +404,9 @@ class DuckDBFlightStore:
     @staticmethod
     def _insert(cursor: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> None:
         # ``table`` is one of this module's constants, never caller text.
+        # Registering again replaces the view: the rows stay referenced until the next batch.
         cursor.register("batch_rows", rows)
-        try:
-            cursor.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch_rows")  # noqa: S608
-        finally:
-            _unregister(cursor, "batch_rows")
+        cursor.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch_rows")  # noqa: S608
 
     def _upsert_flights(self, cursor: duckdb.DuckDBPyConnection, events: _EventRows) -> None:
         """Make each flight's row its newest event, of the batch's and the stored one.
@@ -480,6 +477,8 @@ class DuckDBFlightStore:
             if self._closed:
                 return
             self._closed = True
+            if self._write_cursor is not None:
+                self._write_cursor.close()
             try:
                 # Fold the WAL into the database file so the next open starts clean and fast.
                 # Committed data is durable in the WAL either way, so a failure is only logged.
