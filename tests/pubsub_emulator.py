@@ -330,6 +330,10 @@ class OutageStore:
         self.down = False
         self.failed_writes = 0
 
+    @property
+    def reads_block(self) -> bool:
+        return True
+
     def write_batch(self, batch: WriteBatch) -> WriteResult:
         if self.down:
             self.failed_writes += 1

@@ -127,6 +127,10 @@ class _StoreWithBrokenReads:
         self._store = store
         self._error = error
 
+    @property
+    def reads_block(self) -> bool:
+        return True
+
     def write_batch(self, batch: WriteBatch) -> WriteResult:
         return self._store.write_batch(batch)
 

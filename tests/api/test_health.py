@@ -48,6 +48,10 @@ class _UnreachableStore:
     def __init__(self, store: FlightStore) -> None:
         self._store = store
 
+    @property
+    def reads_block(self) -> bool:
+        return True
+
     def write_batch(self, batch: WriteBatch) -> WriteResult:
         return self._store.write_batch(batch)
 

@@ -93,6 +93,10 @@ class SlowStore:
         self._store = store
         self._delay = delay
 
+    @property
+    def reads_block(self) -> bool:
+        return True  # it sleeps: never call it on the event loop
+
     def list_flights(self, query: FlightQuery) -> FlightPage:
         time.sleep(self._delay)
         return self._store.list_flights(query)

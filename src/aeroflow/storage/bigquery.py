@@ -216,6 +216,10 @@ class BigQueryFlightStore:
         sql = queries.build_delay_stats(group_by, flight_filter, "bigquery", table=self._flights)
         return [delay_stats_from_row(row) for row in self._fetch("delay_stats", sql)]
 
+    @property
+    def reads_block(self) -> bool:
+        return True
+
     def ping(self) -> None:
         # A metadata read, not a query: readiness probes run every few seconds, and a query
         # job each time would cost quota for nothing. It still proves endpoint, credentials

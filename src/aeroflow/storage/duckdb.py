@@ -468,6 +468,10 @@ class DuckDBFlightStore:
         sql = queries.build_delay_stats(group_by, flight_filter, "duckdb", table=self._TABLE)
         return [delay_stats_from_row(row) for row in self._fetch("delay_stats", sql)]
 
+    @property
+    def reads_block(self) -> bool:
+        return True
+
     def ping(self) -> None:
         with self._timed("ping"), self._unavailable_on_error(), self._cursor() as cursor:
             cursor.execute("SELECT 1").fetchall()

@@ -174,6 +174,15 @@ class DelayStats:
 
 
 class FlightStore(Protocol):
+    @property
+    def reads_block(self) -> bool:
+        """Whether reads wait on a query engine or the network.
+
+        True: async callers must hand reads to a worker thread. False: reads are answered from
+        memory in microseconds, and calling them inline is cheaper than the thread hop.
+        """
+        ...
+
     def write_batch(self, batch: WriteBatch) -> WriteResult:
         """Store a batch in one durable transaction; idempotent by message id.
 
