@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -253,6 +253,10 @@ class DuckDBFlightStore:
             raise
         self._expect_redeliveries = False
         self._write_cursor: duckdb.DuckDBPyConnection | None = None
+        # Handed the rows each commit upserted into ``flights``, after the commit and before
+        # the write version moves (the read model, when on). The rows are committed by then,
+        # so it must not raise.
+        self._flights_committed: Callable[[pa.Table], None] | None = None
 
     @property
     def path(self) -> Path:
@@ -363,10 +367,13 @@ class DuckDBFlightStore:
                     [_rejected_columns(m) for m in new_rejected], _REJECTED_SCHEMA
                 )
                 self._insert(cursor, "rejected_messages", rejections)
+            upserted: pa.Table | None = None
             if new_events.keys:
                 self._insert(cursor, "flight_events", new_events.table)
-                self._upsert_flights(cursor, new_events)
+                upserted = self._upsert_flights(cursor, new_events)
             cursor.commit()
+            if upserted is not None and self._flights_committed is not None:
+                self._flights_committed(upserted)
             if new_events.keys:
                 # After the commit (a reader that saw the old version may have read the
                 # old rows); only when ``flights`` may have changed: replays and rejected
@@ -408,8 +415,11 @@ class DuckDBFlightStore:
         cursor.register("batch_rows", rows)
         cursor.execute(f"INSERT INTO {table} BY NAME SELECT * FROM batch_rows")  # noqa: S608
 
-    def _upsert_flights(self, cursor: duckdb.DuckDBPyConnection, events: _EventRows) -> None:
-        """Make each flight's row its newest event, of the batch's and the stored one.
+    def _upsert_flights(
+        self, cursor: duckdb.DuckDBPyConnection, events: _EventRows
+    ) -> pa.Table | None:
+        """Make each flight's row its newest event, of the batch's and the stored one; returns
+        the rows written into ``flights`` (None when no event beat a stored one).
 
         Newest by (event_time, publish_time, message_id), compared here against the stored
         rows' keys; rows a batch event beats are deleted and inserted anew, in this same
@@ -431,8 +441,11 @@ class DuckDBFlightStore:
         for start in range(0, len(replaced), _LOOKUP_CHUNK):
             chunk = replaced[start : start + _LOOKUP_CHUNK]
             cursor.execute(_DELETE_FLIGHTS_SQL + _parameters(len(chunk)), chunk)
-        if winners:
-            self._insert(cursor, "flights", events.flights_rows(winners))
+        if not winners:
+            return None
+        rows = events.flights_rows(winners)
+        self._insert(cursor, "flights", rows)
+        return rows
 
     @staticmethod
     def _stored_recency(
