@@ -15,10 +15,7 @@ other's messages.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from google.cloud import pubsub_v1
 from google.pubsub_v1.types import Encoding, Schema
 
@@ -234,28 +230,6 @@ def sample_messages() -> SampleMessages:
 
 def utc_iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on a free 127.0.0.1 port; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), 20, "uvicorn to start")
-        if not server.started:
-            raise RuntimeError("uvicorn did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
 
 
 def read_all_flights(base_url: str) -> list[dict[str, Any]]:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from aeroflow.storage.port import FlightStore
+from loopback_server import serve
 
 from .flightdata import Dataset, sort_key
 from .support import AppFactory, assert_error
@@ -19,26 +16,8 @@ from .support import AppFactory, assert_error
 
 @pytest.fixture
 def server_url(make_app: AppFactory, seeded_store: FlightStore) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))  # a free port, held from now on: no race with other tests
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(make_app(seeded_store), log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn exited during start-up"
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not stop"
+    with serve(make_app(seeded_store)) as url:
+        yield url
 
 
 def test_served_over_real_http(server_url: str, dataset: Dataset) -> None:

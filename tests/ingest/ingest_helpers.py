@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import base64
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
-import uvicorn
-from fastapi import FastAPI
 
 from aeroflow.domain.events import FlightEvent, FlightStatus
 
@@ -85,29 +78,3 @@ def table_count(db_path: Path, table: str) -> int:
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
     assert row is not None
     return int(row[0])
-
-
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under a real uvicorn server on a free 127.0.0.1 port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-        if thread.is_alive():
-            raise RuntimeError("uvicorn did not stop")

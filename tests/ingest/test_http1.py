@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ingest_helpers import serve
 
 from aeroflow.ingest.http1 import Connection, HttpError, Target
+from loopback_server import serve
 
 
 class Recorder:

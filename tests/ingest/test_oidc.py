@@ -39,7 +39,7 @@ from aeroflow.ingest.publisher import OutgoingMessage, event_message, push_envel
 from aeroflow.ingest.push import PUSH_PATH, create_push_router
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
-from pubsub_emulator import serve
+from loopback_server import serve
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 AUDIENCE = "https://aeroflow-ingest-abc123-ew.a.run.app/pubsub/push"

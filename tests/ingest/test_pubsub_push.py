@@ -37,6 +37,7 @@ from aeroflow.ingest.pubsub_publisher import PubSubPublisher, build_client
 from aeroflow.ingest.push import PUSH_PATH, create_push_router
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
+from loopback_server import serve
 from pubsub_emulator import (
     SAMPLE_EVENTS,
     OutageStore,
@@ -45,7 +46,6 @@ from pubsub_emulator import (
     assert_api_matches,
     ingest_counter,
     read_all_flights,
-    serve,
     stored_event_counts,
     wait_until,
 )

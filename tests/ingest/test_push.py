@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from ingest_helpers import arrived_event, envelope, serve, table_count
+from ingest_helpers import arrived_event, envelope, table_count
 from prometheus_client import REGISTRY
 
 from aeroflow.bootstrap import Role, build_app
@@ -28,6 +28,7 @@ from aeroflow.observability.logging import REQUEST_LOGGER
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import FlightStore, StorageUnavailableError, WriteBatch, WriteResult
+from loopback_server import serve
 
 MAX_BODY = 1024 * 1024  # the Settings default
 

@@ -27,6 +27,7 @@ from aeroflow.ingest.pubsub_publisher import PubSubPublisher
 from aeroflow.ingest.worker import PullWorker, run_worker
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
+from loopback_server import serve
 from pubsub_emulator import (
     SAMPLE_EVENTS,
     OutageStore,
@@ -34,7 +35,6 @@ from pubsub_emulator import (
     SampleMessages,
     assert_api_matches,
     read_all_flights,
-    serve,
     stored_event_counts,
     wait_until,
 )

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from security_support import make_keys, make_settings, serve
+from security_support import make_keys, make_settings
 
 from aeroflow.bootstrap import Role, build_app
 from aeroflow.observability.logging import REQUEST_LOGGER, configure_logging
+from loopback_server import serve
 
 
 @pytest.fixture

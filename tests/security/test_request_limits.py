@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from security_support import app_for, make_keys, make_settings, serve
+from security_support import app_for, make_keys, make_settings
 
 from aeroflow.api.middleware.header_limit import MAX_HEADER_BYTES
 from aeroflow.bootstrap import Role, build_app
 from aeroflow.storage.port import FlightPage, FlightQuery, FlightStore
+from loopback_server import serve
 
 FLIGHT = "/v1/flights?limit=1"
 
