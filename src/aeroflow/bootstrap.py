@@ -48,10 +48,19 @@ def build_store(settings: Settings) -> FlightStore:
 
 
 def build_push_authenticator(settings: Settings) -> PushAuthenticator:
+    """How push requests are authenticated; only called where the push endpoint is mounted."""
     if settings.push_oidc_enabled:
         from aeroflow.ingest.oidc import OidcPushAuthenticator
 
         return OidcPushAuthenticator.from_settings(settings)
+    # On Cloud Run the push URL is reachable through Google's front end: without token
+    # verification anyone who learns it could write flight events. A service without the
+    # endpoint (aeroflow api) never gets here, so it starts without the push settings.
+    if settings.cloud_run_service:
+        raise ValueError(
+            "AEROFLOW_PUSH_OIDC_ENABLED=true is mandatory on Cloud Run for a service that"
+            f" receives Pub/Sub pushes (K_SERVICE={settings.cloud_run_service})"
+        )
     return NoPushAuthentication()
 
 
@@ -80,19 +89,18 @@ def build_app(
     """
     if subscription is not None and role is not Role.SERVE:
         raise ValueError("only `serve` runs the pull worker in-process")
+    # Before the store: a refused configuration must not open (or lock) storage first.
+    mounts_push = role in (Role.SERVE, Role.INGEST)
+    authenticator = build_push_authenticator(settings) if mounts_push else None
     store = build_store(settings)
     routers: list[APIRouter] = [
         create_status_router(sample_interval_seconds=settings.status_sample_interval_seconds)
     ]
     committer: GroupCommitter | None = None
     push: PushEndpoint | None = None
-    if role in (Role.SERVE, Role.INGEST):
+    if authenticator is not None:
         committer = build_committer(settings, store)
-        push = PushEndpoint(
-            committer,
-            build_push_authenticator(settings),
-            max_body_bytes=settings.push_max_body_bytes,
-        )
+        push = PushEndpoint(committer, authenticator, max_body_bytes=settings.push_max_body_bytes)
         routers.append(push_router(push))
 
     @asynccontextmanager

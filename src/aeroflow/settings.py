@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     push_access_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
 
     # --- Pub/Sub (docs/pubsub.md) ----------------------------------------------------------
-    # Push requests carry a Google-signed OIDC token; verifying it is mandatory on Cloud Run.
+    # Push requests carry a Google-signed OIDC token; verifying it is mandatory on Cloud Run
+    # wherever the push endpoint is served (aeroflow.bootstrap checks it: it knows the role).
     push_oidc_enabled: bool = False
     push_oidc_audience: str | None = None  # the push subscription's audience (its URL)
     push_service_account: str | None = None  # email of the push subscription's identity
@@ -140,10 +141,6 @@ class Settings(BaseSettings):
             raise ValueError("AEROFLOW_CURSOR_SECRET must be set in production")
         if self.storage_backend == "bigquery" and not self.gcp_project:
             raise ValueError("AEROFLOW_GCP_PROJECT is required with the bigquery backend")
-        # On Cloud Run the ingest URL is reachable by Google's front end: without token
-        # verification anyone who learns it could write flight events.
-        if self.cloud_run_service and not self.push_oidc_enabled:
-            raise ValueError("AEROFLOW_PUSH_OIDC_ENABLED=true is mandatory on Cloud Run")
         if self.push_oidc_enabled and not (self.push_oidc_audience and self.push_service_account):
             raise ValueError(
                 "AEROFLOW_PUSH_OIDC_AUDIENCE and AEROFLOW_PUSH_SERVICE_ACCOUNT are required"

@@ -193,11 +193,16 @@ def test_push_subscription_uses_oidc_and_exponential_backoff(tf: TerraformTree) 
     assert retry["minimum_backoff"] == _ref("var.push_subscription.minimum_backoff")
     assert retry["maximum_backoff"] == _ref("var.push_subscription.maximum_backoff")
     assert push.body["ack_deadline_seconds"] == _ref("var.push_subscription.ack_deadline_seconds")
-    # The roots hand Pub/Sub the same audience the ingest service is told to check.
-    common = tf.locals(MODULES / "cloud_run")["_common_env"]
-    assert common["AEROFLOW_PUSH_OIDC_ENABLED"] == "true"
-    assert common["AEROFLOW_PUSH_OIDC_AUDIENCE"] == _ref("local._push_audience")
-    assert common["AEROFLOW_PUSH_SERVICE_ACCOUNT"] == _ref("google_service_account.push.email")
+    # The roots hand Pub/Sub the same audience the ingest service is told to check; the API
+    # service, which has no push endpoint, is told nothing about pushes.
+    cloud_run = tf.locals(MODULES / "cloud_run")
+    push_env = cloud_run["_push_env"]
+    assert push_env["AEROFLOW_PUSH_OIDC_ENABLED"] == "true"
+    assert push_env["AEROFLOW_PUSH_OIDC_AUDIENCE"] == _ref("local._push_audience")
+    assert push_env["AEROFLOW_PUSH_SERVICE_ACCOUNT"] == _ref("google_service_account.push.email")
+    assert "local._push_env" in cloud_run["_ingest_env"]
+    assert "local._push_env" not in cloud_run["_api_env"]
+    assert not any(name.startswith("AEROFLOW_PUSH_") for name in cloud_run["_common_env"])
     for env in ENVS:
         call = tf.module_calls(TERRAFORM / "envs" / env)["pubsub"]["push_subscription"]
         assert call["audience"] == _ref("module.cloud_run.push_audience")

@@ -25,10 +25,10 @@ def test_the_gcp_project_is_the_fallback_and_a_bare_name_needs_one() -> None:
         resolve_subscription(Settings(), "s")
 
 
-def test_on_cloud_run_push_oidc_is_mandatory(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_push_oidc_on_needs_its_audience_and_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whether it must be on depends on the role, not on the settings: tests/test_bootstrap_roles.py.
     monkeypatch.setenv("K_SERVICE", "aeroflow-ingest")
-    with pytest.raises(ValidationError, match="mandatory on Cloud Run"):
-        Settings()
+    assert Settings().push_oidc_enabled is False
     with pytest.raises(ValidationError, match="required when push OIDC"):
         Settings(push_oidc_enabled=True)
     settings = Settings(

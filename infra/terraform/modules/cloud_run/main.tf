@@ -3,19 +3,21 @@ locals {
   # custom audiences. A fixed custom audience lets Pub/Sub and the app agree on it before the
   # service exists (the URL would make the service depend on itself).
   _push_audience = coalesce(var.ingest.push_audience, "${var.name_prefix}-ingest/${var.project_id}")
-  # Settings refuse to start on Cloud Run (K_SERVICE set) without push token verification,
-  # whatever the role, so both services get the push identity and audience.
   _common_env = {
-    AEROFLOW_BIGQUERY_DATASET     = var.bigquery.dataset_id
-    AEROFLOW_BIGQUERY_LOCATION    = var.bigquery.location
-    AEROFLOW_ENVIRONMENT          = "production"
-    AEROFLOW_GCP_PROJECT          = var.project_id
-    AEROFLOW_LOG_JSON             = "true"
+    AEROFLOW_BIGQUERY_DATASET  = var.bigquery.dataset_id
+    AEROFLOW_BIGQUERY_LOCATION = var.bigquery.location
+    AEROFLOW_ENVIRONMENT       = "production"
+    AEROFLOW_GCP_PROJECT       = var.project_id
+    AEROFLOW_LOG_JSON          = "true"
+    AEROFLOW_STORAGE_BACKEND   = "bigquery"
+  }
+  # The app refuses to serve the push endpoint on Cloud Run (K_SERVICE set) without token
+  # verification; only the ingest service has that endpoint, so only it gets these.
+  _push_env = {
     AEROFLOW_PUSH_OIDC_AUDIENCE   = local._push_audience
     AEROFLOW_PUSH_OIDC_ENABLED    = "true"
     AEROFLOW_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
-    AEROFLOW_STORAGE_BACKEND      = "bigquery"
   }
   _api_env    = merge(local._common_env, var.api.env)
-  _ingest_env = merge(local._common_env, var.ingest.env)
+  _ingest_env = merge(local._common_env, local._push_env, var.ingest.env)
 }
