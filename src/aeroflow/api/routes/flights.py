@@ -6,7 +6,6 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from aeroflow.api import negotiation
@@ -22,6 +21,7 @@ from aeroflow.api.params import (
     flight_filter,
     strict_query,
 )
+from aeroflow.api.reads import read
 from aeroflow.api.schemas import FlightOut, FlightPageOut, error_responses
 from aeroflow.api.serialization import flight_json, flight_page_json, flights_csv
 from aeroflow.domain.events import FLIGHT_ID_PATTERN
@@ -101,8 +101,8 @@ async def list_flights(
         except InvalidCursorError as exc:
             raise ApiError(400, ErrorCode.INVALID_CURSOR, str(exc)) from None
 
-    page = await run_in_threadpool(
-        store.list_flights, FlightQuery(filter=filters, sort=sort, limit=limit, after=after)
+    page = await read(
+        store, store.list_flights, FlightQuery(filter=filters, sort=sort, limit=limit, after=after)
     )
 
     next_cursor = None if page.next is None else codec.encode(page.next, sort, filters)
@@ -126,7 +126,7 @@ async def list_flights(
     dependencies=[Depends(strict_query())],
 )
 async def get_flight(flight_id: FlightIdPath, store: StoreDep) -> Response:
-    flight = await run_in_threadpool(store.get_flight, flight_id)
+    flight = await read(store, store.get_flight, flight_id)
     if flight is None:
         # The id matched FLIGHT_ID_PATTERN, so echoing it is safe.
         raise ApiError(404, ErrorCode.NOT_FOUND, f"flight {flight_id} not found")
