@@ -22,10 +22,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,53 +34,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PROJECT = "aeroflow-bench"
 
 
-def _launcher() -> Path:
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        raise SystemExit("gcloud not found: the Pub/Sub emulator ships with the Google Cloud CLI")
-    root = subprocess.run(
-        [gcloud, "info", "--format=value(installation.sdk_root)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    launcher = Path(root) / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
-    if not launcher.exists():
-        raise SystemExit(f"{launcher} missing: install google-cloud-cli-pubsub-emulator")
-    return launcher
-
-
 @contextlib.contextmanager
 def running_emulator(log_path: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(_launcher()), "--host=127.0.0.1", f"--port={port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    host = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"emulator did not start; see {log_path}")
-            time.sleep(0.1)
-        os.environ["PUBSUB_EMULATOR_HOST"] = host
-        yield host
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    """The emulator on a free port, with PUBSUB_EMULATOR_HOST pointing the clients at it."""
+    from aeroflow.devtools.pubsub_emulator import (
+        find_launcher,
+        not_installed_reason,
+        running_pubsub_emulator,
+    )
+
+    launcher = find_launcher()
+    if launcher is None:
+        raise SystemExit(not_installed_reason())
+    with running_pubsub_emulator(log_path, launcher=launcher) as emulator:
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+        yield emulator.host
 
 
 def _publish(topic: str, messages: Sequence[object], *, ordering: bool) -> dict[str, float]:

@@ -42,13 +42,11 @@ import httpx
 import typer
 from rich.console import Console
 
+from aeroflow.devtools.child_process import free_port, stop_process_group, tail
 from aeroflow.devtools.demo_load import LoadError, LoadResult, load_sample
 from aeroflow.devtools.pubsub_emulator import (
     PubSubEmulatorNotInstalledError,
-    free_port,
     running_pubsub_emulator,
-    stop_process_group,
-    tail,
 )
 from aeroflow.devtools.pubsub_resources import PushDelivery, create_flight_event_topics
 from aeroflow.settings import Settings

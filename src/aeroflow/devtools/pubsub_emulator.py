@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,9 +25,10 @@ from typing import Final
 
 import httpx
 
+from aeroflow.devtools.child_process import free_port, stop_process_group, tail
+
 LAUNCHER_ENV: Final = "AEROFLOW_PUBSUB_EMULATOR"  # overrides where the launcher is looked for
 START_TIMEOUT_SECONDS: Final = 30.0
-STOP_TIMEOUT_SECONDS: Final = 10.0
 _LAUNCHER_IN_SDK: Final = Path("platform", "pubsub-emulator", "bin", "cloud-pubsub-emulator")
 
 
@@ -74,13 +73,6 @@ def find_launcher() -> Path | None:
         return None
     launcher = Path(root) / _LAUNCHER_IN_SDK
     return launcher if launcher.exists() else None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -138,29 +130,3 @@ def _wait_until_up(
                     f"Pub/Sub emulator not up after {timeout:.0f} s:\n{tail(log_path)}"
                 )
             time.sleep(0.1)
-
-
-def stop_process_group(
-    process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_SECONDS
-) -> None:
-    """SIGTERM the group led by ``process`` (started with ``start_new_session=True``), then
-    SIGKILL it if it is still there after ``timeout``; reap the leader either way."""
-    if process.poll() is not None:
-        # Gone and reaped. The launcher execs Java (no fork), so the leader was the JVM; and a
-        # reaped leader's id may be reused, so its group is not signalled blindly.
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout)
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

@@ -4,15 +4,15 @@ the emulator demo, never in production.
 bqemulator lives in a virtual environment of its own (``make bqemulator-venv`` creates
 ``.venv-bqemulator``: it pins its own duckdb and sqlglot) and is started through
 ``scripts/bqemulator_launcher.py``, which makes it start offline. This module finds both in the
-source checkout, picks free 127.0.0.1 ports, waits for ``/healthz`` and stops the process by its
-PID.
+source checkout, picks free 127.0.0.1 ports, waits for ``/healthz``, and runs it in a session of
+its own: a terminal's Ctrl-C does not stop it half-way (whoever started it stops it, after the
+processes that still talk to it), and stopping its process group takes along anything it started.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +24,8 @@ import httpx
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+
+from aeroflow.devtools.child_process import free_port, stop_process_group, tail
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[3]
 LAUNCHER: Final = REPO_ROOT / "scripts" / "bqemulator_launcher.py"
@@ -57,16 +59,9 @@ class RunningEmulator:
         )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def running_emulator(project: str, log_path: Path) -> Iterator[RunningEmulator]:
-    """Start an in-memory emulator for ``project``; stop it (by PID) on exit."""
+    """Start an in-memory emulator for ``project``; stop its process group on exit."""
     python = emulator_python()
     if not python.exists():
         raise EmulatorNotInstalledError(
@@ -89,7 +84,12 @@ def running_emulator(project: str, log_path: Path) -> Iterator[RunningEmulator]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and launcher
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+            start_new_session=True,
         )
     rest_url = f"http://127.0.0.1:{rest_port}"
     try:
@@ -102,7 +102,7 @@ def running_emulator(project: str, log_path: Path) -> Iterator[RunningEmulator]:
             log_path=log_path,
         )
     finally:
-        _stop(process)
+        stop_process_group(process)
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -110,28 +110,10 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) ->
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(
-                f"bqemulator exited with {process.returncode} at start-up:\n{_tail(log_path)}"
+                f"bqemulator exited with {process.returncode} at start-up:\n{tail(log_path)}"
             )
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"bqemulator not healthy after {START_TIMEOUT_SECONDS}s:\n{_tail(log_path)}")
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+    raise RuntimeError(f"bqemulator not healthy after {START_TIMEOUT_SECONDS}s:\n{tail(log_path)}")
