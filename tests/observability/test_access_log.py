@@ -6,10 +6,8 @@ import io
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
 
 import httpx
-import orjson
 import pytest
 from fastapi import FastAPI, HTTPException
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -18,9 +16,10 @@ from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp
 
 from aeroflow.observability.access_log import UNMATCHED_ROUTE, AccessLogMiddleware
-from aeroflow.observability.logging import REQUEST_LOGGER, TRACE_KEY, configure_logging
+from aeroflow.observability.logging import REQUEST_LOGGER, TRACE_KEY
 from aeroflow.observability.tracing import configure_tracing, shutdown_tracing
 from aeroflow.settings import Settings
+from json_log_capture import captured_json_logs, json_lines
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -48,21 +47,8 @@ def build_app() -> ASGIApp:
 
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    stream = io.StringIO()
-    configure_logging("INFO", json=True, project_id="proj-1", stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved_handlers:
-        root.addHandler(handler)
-    root.setLevel(saved_level)
-
-
-def entries(stream: io.StringIO, logger: str) -> list[dict[str, Any]]:
-    parsed = [orjson.loads(line) for line in stream.getvalue().splitlines() if line]
-    return [entry for entry in parsed if entry["logger"] == logger]
+    with captured_json_logs("INFO", project_id="proj-1") as stream:
+        yield stream
 
 
 def test_one_line_per_request_with_template_and_trace(
@@ -82,7 +68,7 @@ def test_one_line_per_request_with_template_and_trace(
     text = log_stream.getvalue()
     assert "SECRET-CURSOR" not in text
     assert "UA-1545-EWR-20130101" not in text
-    ok, missing, broken = entries(log_stream, REQUEST_LOGGER)
+    ok, missing, broken = json_lines(log_stream, REQUEST_LOGGER)
     assert ok["httpRequest"]["requestUrl"] == "/v1/flights/{flight_id}?cursor&fields"
     assert ok["httpRequest"]["status"] == 200
     assert ok["httpRequest"]["userAgent"] == "pytest"
@@ -91,7 +77,7 @@ def test_one_line_per_request_with_template_and_trace(
     assert float(ok["httpRequest"]["latency"][:-1]) > 0
     assert ok[TRACE_KEY] == f"projects/proj-1/traces/{TRACE_ID}"
     # A line logged by the handler carries the same trace: the context was active inside.
-    [inner] = entries(log_stream, "aeroflow.api")
+    [inner] = json_lines(log_stream, "aeroflow.api")
     assert inner[TRACE_KEY] == ok[TRACE_KEY]
     assert missing["route"] == UNMATCHED_ROUTE
     assert missing["httpRequest"]["status"] == 404
@@ -123,5 +109,5 @@ def test_server_spans_continue_the_callers_trace(serve: Serve, log_stream: io.St
     assert span.parent.span_id == 1
     assert span.attributes is not None
     assert span.attributes["http.response.status_code"] == 200
-    [line] = entries(log_stream, REQUEST_LOGGER)
+    [line] = json_lines(log_stream, REQUEST_LOGGER)
     assert line["logging.googleapis.com/spanId"] == f"{span.context.span_id:016x}"

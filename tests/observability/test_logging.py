@@ -4,7 +4,6 @@ import io
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 import pytest
@@ -20,6 +19,7 @@ from aeroflow.observability.logging import (
     request_url,
 )
 from aeroflow.observability.tracing import TraceIds, extract_http_context
+from json_log_capture import captured_json_logs, json_lines
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -27,26 +27,14 @@ SPAN_ID = "00f067aa0ba902b7"
 
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    stream = io.StringIO()
-    configure_logging("INFO", json=True, project_id="proj-1", stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved_handlers:
-        root.addHandler(handler)
-    root.setLevel(saved_level)
-
-
-def lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in stream.getvalue().splitlines() if line]
+    with captured_json_logs("INFO", project_id="proj-1") as stream:
+        yield stream
 
 
 def test_a_record_is_one_json_line_in_cloud_logging_shape(log_stream: io.StringIO) -> None:
     logging.getLogger("aeroflow.test").warning("disk %s", "slow", extra={"attempt": 2})
 
-    [entry] = lines(log_stream)
+    [entry] = json_lines(log_stream)
     assert entry["severity"] == "WARNING"
     assert entry["message"] == "disk slow"
     assert entry["attempt"] == 2
@@ -61,7 +49,7 @@ def test_exceptions_land_in_stack_trace(log_stream: io.StringIO) -> None:
         raise ValueError("boom")
     except ValueError:
         logging.getLogger("aeroflow.test").exception("failed")
-    [entry] = lines(log_stream)
+    [entry] = json_lines(log_stream)
     assert entry["severity"] == "ERROR"
     assert "ValueError: boom" in entry["stack_trace"]
 
@@ -73,7 +61,7 @@ def test_the_active_trace_context_is_attached(log_stream: io.StringIO) -> None:
         logging.getLogger("aeroflow.test").info("inside")
     finally:
         otel_context.detach(token)
-    [entry] = lines(log_stream)
+    [entry] = json_lines(log_stream)
     assert entry[TRACE_KEY] == f"projects/proj-1/traces/{TRACE_ID}"
     assert entry[SPAN_KEY] == SPAN_ID
     assert entry["logging.googleapis.com/trace_sampled"] is True
@@ -91,7 +79,7 @@ def test_request_line_has_http_request_without_query_values(log_stream: io.Strin
         response_size=512,
         trace_ids=TraceIds(TRACE_ID, SPAN_ID, sampled=False),
     )
-    [entry] = lines(log_stream)
+    [entry] = json_lines(log_stream)
     assert entry["severity"] == "INFO"
     assert entry["httpRequest"] == {
         "requestMethod": "GET",
@@ -108,7 +96,7 @@ def test_request_line_has_http_request_without_query_values(log_stream: io.Strin
 
 def test_server_errors_log_at_error(log_stream: io.StringIO) -> None:
     log_request(method="GET", route="/v1/flights", status=503, latency_seconds=0.5)
-    [entry] = lines(log_stream)
+    [entry] = json_lines(log_stream)
     assert entry["severity"] == "ERROR"
 
 
@@ -123,7 +111,7 @@ def test_batch_lines_carry_counts_and_never_payloads(log_stream: io.StringIO) ->
         duration_seconds=1.5,
         error=OSError("database is locked"),
     )
-    ok, failed = lines(log_stream)
+    ok, failed = json_lines(log_stream)
     assert ok["logger"] == BATCH_LOGGER
     assert ok["severity"] == "INFO"
     assert ok["batch"] == {
@@ -160,7 +148,7 @@ def test_console_format_is_plain_text() -> None:
 def test_configure_logging_twice_keeps_one_handler(log_stream: io.StringIO) -> None:
     configure_logging("INFO", json=True, project_id="proj-1", stream=log_stream)
     logging.getLogger("aeroflow.test").info("once")
-    assert len(lines(log_stream)) == 1
+    assert len(json_lines(log_stream)) == 1
     assert logging.getLogger("uvicorn.access").disabled
 
 

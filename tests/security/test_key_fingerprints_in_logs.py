@@ -3,39 +3,29 @@
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from security_support import make_keys, make_settings
 
 from aeroflow.bootstrap import Role, build_app
-from aeroflow.observability.logging import REQUEST_LOGGER, configure_logging
+from aeroflow.observability.logging import REQUEST_LOGGER
+from json_log_capture import captured_json_logs, json_lines
 from loopback_server import serve
 
 
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    stream = io.StringIO()
     # DEBUG: nothing at any level may carry a key.
-    configure_logging("DEBUG", json=True, stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved_handlers:
-        root.addHandler(handler)
-    root.setLevel(saved_level)
+    with captured_json_logs("DEBUG") as stream:
+        yield stream
 
 
 def access_lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    parsed = [orjson.loads(line) for line in stream.getvalue().splitlines() if line]
-    return [entry for entry in parsed if entry["logger"] == REQUEST_LOGGER]
+    return json_lines(stream, REQUEST_LOGGER)
 
 
 def test_keys_appear_in_logs_and_metrics_only_as_fingerprints(
