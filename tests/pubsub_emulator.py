@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,17 +36,12 @@ from aeroflow.devtools.pubsub_emulator import (
     running_pubsub_emulator,
 )
 from aeroflow.storage.port import (
-    DelayStats,
-    Flight,
-    FlightFilter,
-    FlightPage,
-    FlightQuery,
     FlightStore,
-    GroupBy,
     StorageUnavailableError,
     WriteBatch,
     WriteResult,
 )
+from store_wrapper import DelegatingStore
 
 PROJECT = "aeroflow-test"
 
@@ -292,7 +287,7 @@ def ingest_counter(outcome: str) -> float:
     return total
 
 
-class OutageStore:
+class OutageStore(DelegatingStore):
     """A real store behind a switch: while ``down``, writes fail as during a storage outage.
 
     Fault injection around the real DuckDB adapter (there is no way to make a local DuckDB file
@@ -300,31 +295,12 @@ class OutageStore:
     """
 
     def __init__(self, inner: FlightStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.down = False
         self.failed_writes = 0
-
-    @property
-    def reads_block(self) -> bool:
-        return True
 
     def write_batch(self, batch: WriteBatch) -> WriteResult:
         if self.down:
             self.failed_writes += 1
             raise StorageUnavailableError("simulated outage")
         return self.inner.write_batch(batch)
-
-    def list_flights(self, query: FlightQuery) -> FlightPage:
-        return self.inner.list_flights(query)
-
-    def get_flight(self, flight_id: str) -> Flight | None:
-        return self.inner.get_flight(flight_id)
-
-    def delay_stats(self, group_by: GroupBy, flight_filter: FlightFilter) -> Sequence[DelayStats]:
-        return self.inner.delay_stats(group_by, flight_filter)
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def close(self) -> None:
-        self.inner.close()

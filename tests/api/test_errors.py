@@ -19,9 +19,8 @@ from aeroflow.storage.port import (
     FlightStore,
     GroupBy,
     StorageUnavailableError,
-    WriteBatch,
-    WriteResult,
 )
+from store_wrapper import DelegatingStore
 
 from .support import AppFactory, StoreFactory, assert_error
 
@@ -115,7 +114,7 @@ def test_unhandled_exceptions_are_logged_500_without_details(
     assert extra_client.get("/healthz").status_code == 200
 
 
-class _StoreWithBrokenReads:
+class _StoreWithBrokenReads(DelegatingStore):
     """The real store, except that reads fail the way the port says an outage fails.
 
     A fake, on purpose: an outage of the backend cannot be produced on demand with an embedded
@@ -124,15 +123,8 @@ class _StoreWithBrokenReads:
     """
 
     def __init__(self, store: FlightStore, error: Exception) -> None:
-        self._store = store
+        super().__init__(store)
         self._error = error
-
-    @property
-    def reads_block(self) -> bool:
-        return True
-
-    def write_batch(self, batch: WriteBatch) -> WriteResult:
-        return self._store.write_batch(batch)
 
     def list_flights(self, query: FlightQuery) -> FlightPage:
         raise self._error
@@ -142,12 +134,6 @@ class _StoreWithBrokenReads:
 
     def delay_stats(self, group_by: GroupBy, flight_filter: FlightFilter) -> Sequence[DelayStats]:
         raise self._error
-
-    def ping(self) -> None:
-        self._store.ping()
-
-    def close(self) -> None:
-        self._store.close()
 
 
 @pytest.mark.parametrize(

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Sequence
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from aeroflow.observability.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 from aeroflow.storage.port import (
-    DelayStats,
-    Flight,
-    FlightFilter,
-    FlightPage,
-    FlightQuery,
-    FlightStore,
-    GroupBy,
     StorageUnavailableError,
-    WriteBatch,
-    WriteResult,
 )
+from store_wrapper import DelegatingStore
 
 from .support import AppFactory, StoreFactory, assert_error
 
@@ -38,37 +29,15 @@ def test_readyz_with_a_working_store(client: TestClient) -> None:
     assert response.json() == {"status": "ready"}
 
 
-class _UnreachableStore:
+class _UnreachableStore(DelegatingStore):
     """A real store whose ping fails as the port says an unreachable backend fails.
 
     Faked on purpose: "the backend stopped answering" cannot be produced on demand with an
     embedded DuckDB file (a closed store is covered separately, below, without a fake).
     """
 
-    def __init__(self, store: FlightStore) -> None:
-        self._store = store
-
-    @property
-    def reads_block(self) -> bool:
-        return True
-
-    def write_batch(self, batch: WriteBatch) -> WriteResult:
-        return self._store.write_batch(batch)
-
-    def list_flights(self, query: FlightQuery) -> FlightPage:
-        return self._store.list_flights(query)
-
-    def get_flight(self, flight_id: str) -> Flight | None:
-        return self._store.get_flight(flight_id)
-
-    def delay_stats(self, group_by: GroupBy, flight_filter: FlightFilter) -> Sequence[DelayStats]:
-        return self._store.delay_stats(group_by, flight_filter)
-
     def ping(self) -> None:
         raise StorageUnavailableError("connection refused")
-
-    def close(self) -> None:
-        self._store.close()
 
 
 def test_readyz_is_503_when_the_store_does_not_answer(
