@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
+from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from aeroflow.api.app import create_app
 from aeroflow.api.middleware.headers import SecurityHeadersMiddleware
@@ -85,8 +88,37 @@ def build_app(
 
     DuckDB allows one writing process, so locally the pull worker shares the serving process
     and its group committer; with BigQuery the worker runs as its own process (``aeroflow
-    worker``).
+    worker``). POST /pubsub/push is answered ahead of the app's own middleware (PushFastPath).
     """
+    app, push_fast_path = _compose(settings, role, subscription)
+    if push_fast_path is not None:
+        app.add_middleware(PushFastPath, **push_fast_path)
+    return app
+
+
+def build_server_app(
+    settings: Settings, role: Role = Role.SERVE, *, subscription: str | None = None
+) -> ASGIApp:
+    """What uvicorn runs (with its ``proxy_headers`` off): ``build_app``'s app behind uvicorn's
+    proxy-headers layer, and POST /pubsub/push answered ahead of both.
+
+    As a middleware of the app, a push request still passes FastAPI's built-in error,
+    telemetry and body-limit layers and the proxy-headers rewrite: about a sixth of the
+    server's CPU per push message (measured: 245 -> 202 µs). The fast path reads
+    X-Forwarded-For itself for its access log.
+    """
+    app, push_fast_path = _compose(settings, role, subscription)
+    # uvicorn's ASGI type aliases differ from Starlette's; the callables are the same.
+    served = cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, app), trusted_hosts="*"))
+    if push_fast_path is None:
+        return served
+    return PushFastPath(served, **push_fast_path)
+
+
+def _compose(
+    settings: Settings, role: Role, subscription: str | None
+) -> tuple[FastAPI, dict[str, Any] | None]:
+    """The app, and the options of its PushFastPath when it mounts the push endpoint."""
     if subscription is not None and role is not Role.SERVE:
         raise ValueError("only `serve` runs the pull worker in-process")
     # Before the store: a refused configuration must not open (or lock) storage first.
@@ -135,13 +167,12 @@ def build_app(
     )
     # Outermost, so the access log times everything, error handlers included.
     app.add_middleware(AccessLogMiddleware)
-    if push is not None:
-        # POST /pubsub/push skips the middleware above (a third of its CPU per message) and
-        # records its own metrics, sampled access log and span (aeroflow.ingest.push).
-        app.add_middleware(
-            PushFastPath,
-            endpoint=SecurityHeadersMiddleware(push),
-            access_log_sample_rate=settings.push_access_log_sample_rate,
-            trace_requests=settings.tracing_exporter != "none",
-        )
-    return app
+    if push is None:
+        return app, None
+    # POST /pubsub/push skips the middleware above (a third of its CPU per message) and
+    # records its own metrics, sampled access log and span (aeroflow.ingest.push).
+    return app, {
+        "endpoint": SecurityHeadersMiddleware(push),
+        "access_log_sample_rate": settings.push_access_log_sample_rate,
+        "trace_requests": settings.tracing_exporter != "none",
+    }

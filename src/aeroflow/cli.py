@@ -19,7 +19,7 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from aeroflow.bootstrap import Role, build_app, configure_observability
+from aeroflow.bootstrap import Role, build_server_app, configure_observability
 from aeroflow.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -45,13 +45,12 @@ def _settings(**overrides: Any) -> Settings:
 def _run_server(role: Role, settings: Settings, subscription: str | None = None) -> None:
     configure_observability(settings)
     config = uvicorn.Config(
-        build_app(settings, role, subscription=subscription),
+        build_server_app(settings, role, subscription=subscription),
         host=settings.host,
         port=settings.port,
         log_config=None,  # our JSON logging, not uvicorn's
         access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
+        proxy_headers=False,  # applied by build_server_app, behind the push fast path
         server_header=False,
         # Cloud Run sends SIGTERM and allows 10 s; drain requests, then the committer.
         timeout_graceful_shutdown=max(1, int(settings.ingest_drain_timeout_seconds // 2)),
