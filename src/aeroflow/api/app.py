@@ -18,7 +18,8 @@ from aeroflow import __version__
 from aeroflow.api.cursor import CursorCodec
 from aeroflow.api.docs import install_docs
 from aeroflow.api.errors import install_error_handlers
-from aeroflow.api.middleware.access import ApiAccessMiddleware
+from aeroflow.api.fast_reads import FastReads
+from aeroflow.api.middleware.access import ApiAccessMiddleware, leaf_routes
 from aeroflow.api.middleware.cache import ResponseCacheMiddleware
 from aeroflow.api.middleware.errors import InternalErrorMiddleware
 from aeroflow.api.middleware.header_limit import HeaderSizeLimitMiddleware
@@ -90,6 +91,15 @@ def create_app(
 
     # Added innermost first: metrics see every response, including the ones produced by the
     # middleware below them; every response gets the security headers.
+    if read_api:
+        # Innermost, inside the cache: plainly valid flight reads skip FastAPI's routing and
+        # validation; everything else reaches the routes.
+        app.add_middleware(
+            FastReads,
+            store=store,
+            codec=app.state.cursor_codec,
+            routes=list(leaf_routes(app.router.routes)),
+        )
     # Innermost: a cached answer still passes the key check, limits, metrics and headers.
     app.add_middleware(
         ResponseCacheMiddleware, store=store, max_bytes=settings.response_cache_mib * 1024**2

@@ -126,9 +126,13 @@ def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return details
 
 
+def api_error_response(exc: ApiError) -> Response:
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
 async def _api_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
-    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+    return api_error_response(exc)
 
 
 async def _http_exception(_: Request, exc: Exception) -> Response:
@@ -147,17 +151,19 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _storage_unavailable(request: Request, exc: Exception) -> Response:
-    logger.warning(
-        "storage unavailable",
-        extra={"path": request.url.path, "error": str(exc)},
-    )
+def storage_unavailable_response(path: str, exc: Exception) -> Response:
+    """503 with Retry-After for a StorageUnavailableError (logged: the store is in trouble)."""
+    logger.warning("storage unavailable", extra={"path": path, "error": str(exc)})
     return error_response(
         503,
         ErrorCode.UNAVAILABLE,
         "storage is temporarily unavailable; retry later",
         headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)},
     )
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    return storage_unavailable_response(request.url.path, exc)
 
 
 async def _last_resort(request: Request, exc: Exception) -> Response:

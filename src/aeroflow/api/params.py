@@ -40,7 +40,7 @@ _DATETIME_RE = re.compile(
 )
 
 
-def _parse_time_bound(value: Any) -> date | datetime:
+def parse_time_bound(value: Any) -> date | datetime:
     """A bare date, or an RFC 3339 date-time WITH offset (returned in UTC)."""
     if isinstance(value, datetime | date):  # already parsed (defaults, direct calls)
         return value
@@ -90,7 +90,7 @@ _TIME_BOUND_SCHEMA = {
     "examples": ["2013-01-01", "2013-01-01T06:00:00Z"],
 }
 TimeBound = Annotated[
-    date | datetime, PlainValidator(_parse_time_bound), WithJsonSchema(_TIME_BOUND_SCHEMA)
+    date | datetime, PlainValidator(parse_time_bound), WithJsonSchema(_TIME_BOUND_SCHEMA)
 ]
 
 # --- the parameters ----------------------------------------------------------------------
@@ -166,6 +166,21 @@ async def flight_filter(
 ) -> FlightFilter:
     # async although it awaits nothing: FastAPI runs sync dependencies in a thread pool,
     # which costs far more than this function does.
+    return build_filter(
+        carrier, origin, destination, status, departure_from, departure_to, min_dep_delay
+    )
+
+
+def build_filter(
+    carrier: str | None,
+    origin: str | None,
+    destination: str | None,
+    status: FlightStatus | None,
+    departure_from: date | datetime | None,
+    departure_to: date | datetime | None,
+    min_dep_delay: int | None,
+) -> FlightFilter:
+    """The filter of already validated parameters; RequestValidationError for an empty range."""
     start = None if departure_from is None else _start_instant(departure_from)
     end = None if departure_to is None else _end_instant(departure_to)
     if start is not None and end is not None and start >= end:

@@ -142,7 +142,7 @@ class ApiAccessMiddleware:
     def _label_route(self, scope: Scope) -> None:
         """Refused before routing: find the route anyway, so metrics and logs name it."""
         if self._leaves is None:  # first refusal: every route is in place by now
-            self._leaves = list(_leaf_routes(self._routes or ()))
+            self._leaves = list(leaf_routes(self._routes or ()))
         for route in self._leaves:
             match, _ = route.matches(scope)
             if match is not Match.NONE:
@@ -150,12 +150,13 @@ class ApiAccessMiddleware:
                 return
 
 
-def _leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+def leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, with those of included routers in place of their wrappers."""
     # FastAPI keeps included routers as wrappers around the original router's routes.
     for route in routes:
         inner = getattr(route, "original_router", None)
         if inner is not None:
-            yield from _leaf_routes(inner.routes)
+            yield from leaf_routes(inner.routes)
         else:
             yield route
 

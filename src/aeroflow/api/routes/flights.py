@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
 
 from aeroflow.api import negotiation
-from aeroflow.api.cursor import InvalidCursorError
+from aeroflow.api.cursor import CursorCodec, InvalidCursorError
 from aeroflow.api.dependencies import CursorCodecDep, StoreDep
 from aeroflow.api.errors import ApiError, ErrorCode
 from aeroflow.api.params import (
@@ -25,11 +26,11 @@ from aeroflow.api.reads import read
 from aeroflow.api.schemas import FlightOut, FlightPageOut, error_responses
 from aeroflow.api.serialization import flight_json, flight_page_json, flights_csv
 from aeroflow.domain.events import FLIGHT_ID_PATTERN
-from aeroflow.storage.port import FlightFilter, FlightQuery, SortOrder
+from aeroflow.storage.port import Flight, FlightFilter, FlightPage, FlightQuery, SortOrder
 
 router = APIRouter(prefix="/v1/flights", tags=["flights"])
 
-_OFFERED = (negotiation.JSON, negotiation.CSV)
+OFFERED = (negotiation.JSON, negotiation.CSV)
 _CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 
 # OpenAPI links: how a client (and the stateful fuzzer) gets from a page to the next one, whose
@@ -87,7 +88,7 @@ async def list_flights(
     limit: LimitParam = DEFAULT_LIMIT,
     cursor: CursorParam = None,
 ) -> Response:
-    media_type = negotiation.negotiate(request.headers.get("accept"), _OFFERED)
+    media_type = negotiation.negotiate(request.headers.get("accept"), OFFERED)
     if media_type is None:
         raise ApiError(
             406,
@@ -104,17 +105,8 @@ async def list_flights(
     page = await read(
         store, store.list_flights, FlightQuery(filter=filters, sort=sort, limit=limit, after=after)
     )
-
-    next_cursor = None if page.next is None else codec.encode(page.next, sort, filters)
-    headers = {"Vary": "Accept"}
-    if next_cursor is not None:
-        headers["Link"] = f'<{_next_url(request, next_cursor)}>; rel="next"'
-    if media_type == negotiation.CSV:
-        return Response(flights_csv(page.flights), media_type=_CSV_MEDIA_TYPE, headers=headers)
-    return Response(
-        flight_page_json(page.flights, next_cursor),
-        media_type=negotiation.JSON,
-        headers=headers,
+    return page_response(
+        page, media_type, codec, sort, filters, request.url.path, request.query_params.multi_items()
     )
 
 
@@ -126,15 +118,46 @@ async def list_flights(
     dependencies=[Depends(strict_query())],
 )
 async def get_flight(flight_id: FlightIdPath, store: StoreDep) -> Response:
-    flight = await read(store, store.get_flight, flight_id)
+    return flight_response(flight_id, await read(store, store.get_flight, flight_id))
+
+
+# The answers, built in one place for the routes above and for aeroflow.api.fast_reads.
+
+
+def page_response(
+    page: FlightPage,
+    media_type: str,
+    codec: CursorCodec,
+    sort: SortOrder,
+    filters: FlightFilter,
+    path: str,
+    query_items: Iterable[tuple[str, str]],
+) -> Response:
+    """The page as ``media_type``; the ``Link`` header is ``path`` with ``query_items`` and the
+    cursor replaced."""
+    next_cursor = None if page.next is None else codec.encode(page.next, sort, filters)
+    headers = {"Vary": "Accept"}
+    if next_cursor is not None:
+        headers["Link"] = f'<{_next_url(path, query_items, next_cursor)}>; rel="next"'
+    if media_type == negotiation.CSV:
+        return Response(flights_csv(page.flights), media_type=_CSV_MEDIA_TYPE, headers=headers)
+    return Response(
+        flight_page_json(page.flights, next_cursor),
+        media_type=negotiation.JSON,
+        headers=headers,
+    )
+
+
+def flight_response(flight_id: str, flight: Flight | None) -> Response:
+    """The flight, or ApiError 404 for an id matching FLIGHT_ID_PATTERN that is not stored."""
     if flight is None:
         # The id matched FLIGHT_ID_PATTERN, so echoing it is safe.
         raise ApiError(404, ErrorCode.NOT_FOUND, f"flight {flight_id} not found")
     return Response(flight_json(flight), media_type=negotiation.JSON)
 
 
-def _next_url(request: Request, next_cursor: str) -> str:
-    """This request's URL (path relative) with the cursor replaced; other parameters kept."""
-    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+def _next_url(path: str, query_items: Iterable[tuple[str, str]], next_cursor: str) -> str:
+    """The request's URL (path relative) with the cursor replaced; other parameters kept."""
+    params = [(k, v) for k, v in query_items if k != "cursor"]
     params.append(("cursor", next_cursor))
-    return f"{request.url.path}?{urlencode(params)}"
+    return f"{path}?{urlencode(params)}"
