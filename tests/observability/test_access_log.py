@@ -26,7 +26,7 @@ SPAN_ID = "00f067aa0ba902b7"
 Serve = Callable[[ASGIApp], AbstractContextManager[str]]
 
 
-def build_app() -> ASGIApp:
+def build_app(*, trace_requests: bool = True) -> ASGIApp:
     app = FastAPI()
 
     @app.get("/v1/flights/{flight_id}")
@@ -42,7 +42,7 @@ def build_app() -> ASGIApp:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return AccessLogMiddleware(app)
+    return AccessLogMiddleware(app, trace_requests=trace_requests)
 
 
 @pytest.fixture
@@ -111,3 +111,39 @@ def test_server_spans_continue_the_callers_trace(serve: Serve, log_stream: io.St
     assert span.attributes["http.response.status_code"] == 200
     [line] = json_lines(log_stream, REQUEST_LOGGER)
     assert line["logging.googleapis.com/spanId"] == f"{span.context.span_id:016x}"
+
+
+def test_lines_are_the_same_without_a_server_span(serve: Serve, log_stream: io.StringIO) -> None:
+    """With no tracing SDK, skipping the (no-op) span changes nothing in the lines."""
+    requests: list[dict[str, str]] = [
+        {
+            "traceparent": f"00-{TRACE_ID}-{SPAN_ID}-01",
+            "user-agent": "a",
+            "x-forwarded-for": "10.1.2.3",
+        },
+        {"x-cloud-trace-context": f"{TRACE_ID}/1;o=1"},
+        {"user-agent": "b", "User-Agent": "c"},
+        {},
+    ]
+    lines = []
+    for trace_requests in (True, False):
+        with (
+            serve(build_app(trace_requests=trace_requests)) as base,
+            httpx.Client(base_url=base) as client,
+        ):
+            for headers in requests:
+                client.get("/v1/flights/X1?limit=1", headers=headers)
+            client.get("/nowhere")
+        lines.append(
+            json_lines(log_stream, REQUEST_LOGGER) + json_lines(log_stream, "aeroflow.api")
+        )
+        log_stream.seek(0)
+        log_stream.truncate()
+    for line in (*lines[0], *lines[1]):
+        line.pop("time")
+        line.get("httpRequest", {}).pop("latency", None)
+    assert lines[0] == lines[1]
+    assert lines[1][0][TRACE_KEY] == f"projects/proj-1/traces/{TRACE_ID}"
+    assert lines[1][0]["logging.googleapis.com/spanId"] == SPAN_ID
+    assert lines[1][0]["httpRequest"]["remoteIp"] == "10.1.2.3"
+    assert TRACE_KEY not in lines[1][3]

@@ -10,7 +10,7 @@ middleware does that).
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -19,7 +19,13 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aeroflow.observability.logging import log_request
-from aeroflow.observability.tracing import extract_http_context, get_tracer
+from aeroflow.observability.tracing import (
+    CLOUD_TRACE_HEADER,
+    TRACEPARENT,
+    TRACESTATE,
+    extract_http_context,
+    get_tracer,
+)
 
 UNMATCHED_ROUTE = "unmatched"
 # Probes and scrapes arrive every few seconds: their lines are noise unless they fail.
@@ -63,19 +69,55 @@ def _query_keys(query_string: bytes) -> list[str]:
     return keys
 
 
-class AccessLogMiddleware:
-    """Wrap the whole app: ``app = AccessLogMiddleware(app)`` (outermost, so it times it all)."""
+# The only request headers the line and the trace context are made of: decoding just these
+# (the last of repeated ones wins, as in a dict of all headers) keeps the cost per request flat.
+_READ_HEADERS = frozenset(
+    {
+        b"user-agent",
+        b"x-forwarded-for",
+        b"content-length",
+        TRACEPARENT.encode(),
+        TRACESTATE.encode(),
+        CLOUD_TRACE_HEADER.encode(),
+    }
+)
+_TRACE_HEADERS = (TRACEPARENT, CLOUD_TRACE_HEADER)
 
-    def __init__(self, app: ASGIApp, *, quiet_paths: Collection[str] = DEFAULT_QUIET_PATHS) -> None:
+
+def _read_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in _READ_HEADERS:
+            headers[lowered.decode("latin-1")] = value.decode("latin-1")
+    return headers
+
+
+class AccessLogMiddleware:
+    """Wrap the whole app: ``app = AccessLogMiddleware(app)`` (outermost, so it times it all).
+
+    ``trace_requests=False`` (no tracing SDK installed, ``tracing_exporter="none"``) starts no
+    server span: with the API's no-op tracer a span records nothing, and the caller's trace
+    context, when a request carries one, is still made current so log lines name its trace.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        quiet_paths: Collection[str] = DEFAULT_QUIET_PATHS,
+        trace_requests: bool = True,
+    ) -> None:
         self._app = app
         self._quiet_paths = frozenset(quiet_paths)
+        self._trace_requests = trace_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _read_headers(scope["headers"])
         method: str = scope["method"]
         status = 500
         response_size = 0
@@ -88,8 +130,40 @@ class AccessLogMiddleware:
                 response_size += len(message.get("body", b""))
             await send(message)
 
-        parent = extract_http_context(headers)
-        token = otel_context.attach(parent)
+        def log() -> None:
+            if status >= 400 or scope.get("path") not in self._quiet_paths:
+                log_request(
+                    method=method,
+                    route=route_template(scope),
+                    status=status,
+                    latency_seconds=time.perf_counter() - started,
+                    query_keys=_query_keys(scope.get("query_string", b"")),
+                    user_agent=headers.get("user-agent"),
+                    remote_ip=_client_ip(headers, scope),
+                    request_size=_int_or_none(headers.get("content-length")),
+                    response_size=response_size,
+                    protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+                    api_client=_api_client(scope),
+                )
+
+        if not self._trace_requests:
+            if not any(name in headers for name in _TRACE_HEADERS):
+                try:
+                    await self._app(scope, receive, send_wrapper)
+                finally:
+                    log()
+                return
+            token = otel_context.attach(extract_http_context(headers))
+            try:
+                await self._app(scope, receive, send_wrapper)
+            finally:
+                try:
+                    log()
+                finally:
+                    otel_context.detach(token)
+            return
+
+        token = otel_context.attach(extract_http_context(headers))
         try:
             with get_tracer().start_as_current_span(
                 method, kind=SpanKind.SERVER, record_exception=True, set_status_on_exception=True
@@ -97,8 +171,8 @@ class AccessLogMiddleware:
                 try:
                     await self._app(scope, receive, send_wrapper)
                 finally:
-                    route = route_template(scope)
                     if span.is_recording():
+                        route = route_template(scope)
                         span.update_name(f"{method} {route}")
                         attributes: dict[str, Any] = {
                             "http.request.method": method,
@@ -108,20 +182,7 @@ class AccessLogMiddleware:
                         span.set_attributes(attributes)
                         if status >= 500:
                             span.set_status(Status(StatusCode.ERROR))
-                    if status >= 400 or scope.get("path") not in self._quiet_paths:
-                        log_request(
-                            method=method,
-                            route=route,
-                            status=status,
-                            latency_seconds=time.perf_counter() - started,
-                            query_keys=_query_keys(scope.get("query_string", b"")),
-                            user_agent=headers.get("user-agent"),
-                            remote_ip=_client_ip(headers, scope),
-                            request_size=_int_or_none(headers.get("content-length")),
-                            response_size=response_size,
-                            protocol=f"HTTP/{scope.get('http_version', '1.1')}",
-                            api_client=_api_client(scope),
-                        )
+                    log()
         finally:
             otel_context.detach(token)
 
