@@ -23,6 +23,8 @@ _DEFAULT_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cache-control", b"no-store"),
 )
 
+_DEFAULT_NAMES = frozenset(name for name, _ in _DEFAULT_HEADERS)
+
 
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp) -> None:
@@ -36,8 +38,11 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in _DEFAULT_HEADERS if h[0] not in present)
+                present = {name.lower() for name, _ in headers} & _DEFAULT_NAMES
+                if present:
+                    headers.extend(h for h in _DEFAULT_HEADERS if h[0] not in present)
+                else:  # the usual case: a response that sets none of them
+                    headers.extend(_DEFAULT_HEADERS)
                 message["headers"] = headers
             await send(message)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from time import perf_counter
 
+from prometheus_client import Counter, Histogram
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +34,10 @@ def route_label(scope: Scope) -> str:
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Children of the metrics by label values: labels() takes a lock and hashes its
+        # arguments on every call. Bounded like the label sets (routes x methods x classes).
+        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,5 +58,15 @@ class MetricsMiddleware:
             # The router fills scope["route"] in place while handling the request.
             route = route_label(scope)
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            HTTP_REQUESTS.labels(route, method, f"{status // 100}xx").inc()
-            HTTP_REQUEST_DURATION.labels(route, method).observe(perf_counter() - started)
+            status_class = status // 100
+            counter = self._requests.get((route, method, status_class))
+            if counter is None:
+                counter = HTTP_REQUESTS.labels(route, method, f"{status_class}xx")
+                self._requests[(route, method, status_class)] = counter
+            counter.inc()
+            duration = self._durations.get((route, method))
+            if duration is None:
+                duration = self._durations[(route, method)] = HTTP_REQUEST_DURATION.labels(
+                    route, method
+                )
+            duration.observe(perf_counter() - started)
