@@ -47,6 +47,7 @@ def build_store(settings: Settings) -> FlightStore:
         settings.duckdb_path,
         threads=settings.duckdb_threads,
         memory_limit=settings.duckdb_memory_limit,
+        read_model=settings.read_model,
     )
 
 

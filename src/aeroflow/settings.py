@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(default=2, ge=1, le=64)
     # DuckDB's buffer pool (e.g. "512MB", "2GB"); docs/performance.md has the measurements.
     duckdb_memory_limit: str = Field(default="512MB", pattern=r"^[0-9]+(\.[0-9]+)?\s*[KMGT]i?B$")
+    # DuckDB only: flights held in memory too (storage/read_model), so pages and lookups are
+    # answered in microseconds without a SQL query; docs/performance.md has the figures.
+    read_model: bool = True
 
     gcp_project: str | None = None
     bigquery_dataset: str = "aeroflow"

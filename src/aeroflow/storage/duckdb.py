@@ -51,6 +51,8 @@ from aeroflow.storage.port import (
     WriteBatch,
     WriteResult,
 )
+from aeroflow.storage.read_model import Tuning as ReadModelTuning
+from aeroflow.storage.read_model import open_read_model
 from aeroflow.storage.rows import delay_stats_from_row, flight_from_row
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,15 @@ class DuckDBFlightStore:
 
     _TABLE = "flights"
 
-    def __init__(self, path: Path, *, threads: int = 2, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int = 2,
+        memory_limit: str | None = None,
+        read_model: bool = True,
+        read_model_tuning: ReadModelTuning | None = None,
+    ) -> None:
         self._path = path
         self._write_lock = threading.Lock()
         self._closed = False
@@ -108,6 +118,10 @@ class DuckDBFlightStore:
                 self._has_rejections = bool(
                     self._conn.execute("SELECT count(*) FROM rejected_messages").fetchall()[0][0]
                 )
+                # list_flights and get_flight from memory (storage/read_model), fed below.
+                self._read_model = (
+                    open_read_model(self._conn, read_model_tuning) if read_model else None
+                )
         except BaseException:
             self._conn.close()
             raise
@@ -116,7 +130,9 @@ class DuckDBFlightStore:
         # Handed the rows each commit upserted into ``flights``, after the commit and before
         # the write version moves (the read model, when on). The rows are committed by then,
         # so it must not raise.
-        self._flights_committed: Callable[[pa.Table], None] | None = None
+        self._flights_committed: Callable[[pa.Table], None] | None = (
+            None if self._read_model is None else self._feed_read_model
+        )
 
     @property
     def path(self) -> Path:
@@ -311,7 +327,29 @@ class DuckDBFlightStore:
 
     # --- reads ---------------------------------------------------------------------------
 
+    def _feed_read_model(self, rows: pa.Table) -> None:
+        model = self._read_model
+        if model is None:
+            return
+        try:
+            model.apply(rows)
+        except Exception:
+            # The rows are committed: failing the write would have the caller retry it. DuckDB
+            # has them, so reads go back to it for the rest of the store's life.
+            log.exception("read model failed to apply a batch; reads now served by DuckDB")
+            self._read_model = None
+            self._flights_committed = None
+            model.close()
+
     def list_flights(self, query: FlightQuery) -> FlightPage:
+        model = self._read_model
+        if model is not None:
+            with self._timed("list_flights"):
+                page = model.list_flights(query)
+            # As many rows as the SQL fetches: the page plus the one telling a next exists.
+            fetched = len(page.flights) + (page.next is not None)
+            STORAGE_ROWS_RETURNED.labels(query="list_flights").observe(fetched)
+            return page
         sql = queries.build_list_flights(query, "duckdb", table=self._TABLE)
         rows = self._fetch("list_flights", sql)
         flights = [flight_from_row(row) for row in rows[: query.limit]]
@@ -322,6 +360,12 @@ class DuckDBFlightStore:
         return FlightPage(flights=flights, next=next_key)
 
     def get_flight(self, flight_id: str) -> Flight | None:
+        model = self._read_model
+        if model is not None:
+            with self._timed("get_flight"):
+                flight = model.get_flight(flight_id)
+            STORAGE_ROWS_RETURNED.labels(query="get_flight").observe(flight is not None)
+            return flight
         rows = self._fetch(
             "get_flight", queries.build_get_flight(flight_id, "duckdb", table=self._TABLE)
         )
@@ -333,7 +377,8 @@ class DuckDBFlightStore:
 
     @property
     def reads_block(self) -> bool:
-        return True
+        # delay_stats still queries DuckDB; callers that run it inline ask per method.
+        return self._read_model is None
 
     def ping(self) -> None:
         with self._timed("ping"), self._unavailable_on_error(), self._cursor() as cursor:
@@ -344,6 +389,10 @@ class DuckDBFlightStore:
             if self._closed:
                 return
             self._closed = True
+            if self._read_model is not None:
+                # Reads of a closed store fail as DuckDB's do, not from memory.
+                self._read_model.close()
+                self._read_model = None
             if self._write_cursor is not None:
                 self._write_cursor.close()
             try:

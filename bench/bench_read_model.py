@@ -1,0 +1,160 @@
+"""The in-memory read model (storage/read_model) in-process, without HTTP.
+
+Per store: the time to open the store and load the model, the process's RSS with it (DuckDB's
+buffer pool included, at the configured memory limit), the model's bytes per flight, CPU per
+``list_flights`` on the randomised-page workload (a random carrier->destination pair and a
+random 7-day window, limit 50, as ``scenarios.py`` draws them) and per ``get_flight``, next to
+the same calls answered by DuckDB SQL, and the cost of applying a 1,000-row batch of
+``flights`` rows. CPU time (``time.process_time``) rather than wall time, which the machine's
+other users inflate. Each store is measured in a child process on a copy of the file.
+
+    .venv/bin/python bench/bench_read_model.py --store bench/.data/nyc.duckdb \
+        --store bench/.data/flights-10000k.duckdb
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import scenarios
+from harness import load_average, log, machine_info, save_json
+
+from aeroflow.storage.duckdb import DuckDBFlightStore
+from aeroflow.storage.port import FlightFilter, FlightQuery
+
+PAGES = 3_000
+LOOKUPS = 3_000
+SQL_CALLS = 300
+BATCHES = 20
+BATCH_ROWS = 1_000
+
+
+def _status_mib(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _per_call_us(calls: Sequence[Callable[[], object]]) -> dict[str, float]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    for call in calls:
+        call()
+    count = len(calls)
+    return {
+        "cpu_us": round((time.process_time() - cpu) / count * 1e6, 1),
+        "wall_us": round((time.perf_counter() - wall) / count * 1e6, 1),
+        "calls": count,
+        "load_average_1m": load_average()[0],
+    }
+
+
+def measure(db: Path, memory_limit: str) -> dict[str, Any]:
+    workload = scenarios.workload(db)
+    rng = random.Random(13)
+    pages = []
+    span = workload.last_departure - workload.first_departure - scenarios.WINDOW
+    hours = max(int(span.total_seconds() // 3600), 1)
+    for carrier, destination in (rng.choice(workload.pairs) for _ in range(PAGES)):
+        start = workload.first_departure + timedelta(hours=rng.randrange(hours))
+        flt = FlightFilter(
+            carrier=carrier,
+            destination=destination,
+            departure_from=start,
+            departure_to=start + scenarios.WINDOW,
+        )
+        pages.append(FlightQuery(filter=flt, limit=50))
+    ids = workload.flight_ids[:LOOKUPS]
+    rss_before = _status_mib("VmRSS")
+    cpu, wall = time.process_time(), time.perf_counter()
+    store = DuckDBFlightStore(db, memory_limit=memory_limit, read_model=True)
+    loaded = {
+        "cpu_s": round(time.process_time() - cpu, 2),
+        "wall_s": round(time.perf_counter() - wall, 2),
+        "load_average_1m": load_average()[0],
+    }
+    model = store._read_model
+    if model is None:
+        raise RuntimeError("the read model did not load")
+    result: dict[str, Any] = {
+        "store": db.name,
+        "flights": len(model),
+        "memory_limit": memory_limit,
+        "open_and_load": loaded,
+        "model_bytes_per_flight": round(model.nbytes / max(len(model), 1), 1),
+        "rss_mib_before_open": round(rss_before, 1),
+        "rss_mib_after_load": round(_status_mib("VmRSS"), 1),
+        "peak_rss_mib_during_load": round(_status_mib("VmHWM"), 1),
+    }
+    # Same file, same configuration: DuckDB hands this store the open database.
+    sql = DuckDBFlightStore(db, memory_limit=memory_limit, read_model=False)
+    result["random_page"] = {
+        "model": _per_call_us([lambda q=q: store.list_flights(q) for q in pages]),
+        "duckdb_sql": _per_call_us([lambda q=q: sql.list_flights(q) for q in pages[:SQL_CALLS]]),
+    }
+    result["get_flight"] = {
+        "model": _per_call_us([lambda i=i: store.get_flight(i) for i in ids]),
+        "duckdb_sql": _per_call_us([lambda i=i: sql.get_flight(i) for i in ids[:SQL_CALLS]]),
+    }
+    result["rss_mib_after_reads"] = round(_status_mib("VmRSS"), 1)
+    cursor = sql._conn.cursor()
+    batches = [
+        cursor.sql(f"SELECT * FROM flights USING SAMPLE {BATCH_ROWS} ROWS").to_arrow_table()  # noqa: S608
+        for _ in range(BATCHES)
+    ]
+    # Existing flights: each batch masks rows in the runs and fills the tail, which becomes a
+    # run every 8,192 rows (included here) and is merged in the background (not included).
+    result["apply_1000_rows"] = _per_call_us([lambda b=b: model.apply(b) for b in batches])
+    result["peak_rss_mib"] = round(_status_mib("VmHWM"), 1)
+    sql.close()
+    store.close()
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", type=Path, action="append", default=[])
+    parser.add_argument("--memory-limit", default="512MB")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure is not None:
+        print(json.dumps(measure(args.measure, args.memory_limit)))
+        return
+    results = []
+    for source in args.store or [Path("bench/.data/nyc.duckdb")]:
+        with tempfile.TemporaryDirectory(prefix="read-model-") as scratch:
+            copy = Path(scratch) / source.name
+            log(f"copying {source} (never opened read-write in place)")
+            shutil.copyfile(source, copy)
+            log(f"measuring {source.name}")
+            child = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--measure",
+                    str(copy),
+                    "--memory-limit",
+                    args.memory_limit,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            results.append(json.loads(child.stdout))
+            log(json.dumps(results[-1]))
+    save_json("read_model", {"machine": machine_info(), "stores": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""A run: an immutable, sorted block of flights with its own indexes.
+
+Rows are ordered by (scheduled_departure, flight key), the API's order, so a departure window
+or a keyset position is a binary search. Posting lists (row numbers per carrier, origin and
+destination code, ascending, so also in that order) narrow a filtered page to a slice: a page
+is two binary searches on the smallest slice plus a vectorised check of a few candidates,
+never a pass over the run. A flight updated after the run was built is masked by ``dead``
+(the only mutable part, written by the model under its lock); merges drop dead rows.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+
+from aeroflow.storage.read_model import ids
+from aeroflow.storage.read_model.columns import (
+    CODED,
+    INTEGERS,
+    NULL,
+    PACKED,
+    RELATIVE_TIMES,
+    BoolArray,
+    FlightColumns,
+    Int64Array,
+    IntArray,
+    PackedInts,
+    RowValues,
+    code_type,
+)
+from aeroflow.storage.read_model.plan import After, Plan
+
+_TIME_UNITS: Final = (60_000_000, 1_000_000, 1_000, 1)
+_INTEGER_UNITS: Final = (1,)
+# Candidates checked per step of a scan: enough for most pages at once, doubling after.
+_FIRST_CHUNK: Final = 256
+_MAX_CHUNK: Final = 65_536
+# Up to this many keys are looked up one by one, more in one vectorised search.
+_FEW_KEYS: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Postings:
+    """Row numbers grouped by code (CSR): rows of code c are rows[starts[c]:starts[c + 1]]."""
+
+    rows: IntArray
+    starts: Int64Array
+
+    @classmethod
+    def build(cls, codes: IntArray, dictionary_size: int) -> Postings:
+        # Stable, so each code's rows stay ascending; numpy radix-sorts small integer types.
+        rows = np.argsort(codes, kind="stable").astype(_row_type(len(codes)))
+        counts = np.bincount(codes[codes >= 0], minlength=dictionary_size)
+        nulls = int((codes < 0).sum())  # sorted first; no filter asks for them
+        starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64) + nulls
+        return cls(rows, starts)
+
+    def of(self, code: int) -> IntArray:
+        if not 0 <= code < len(self.starts) - 1:
+            return self.rows[:0]
+        return self.rows[self.starts[code] : self.starts[code + 1]]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.rows.nbytes + self.starts.nbytes)
+
+
+def _row_type(size: int) -> type[np.signedinteger]:
+    return np.int32 if size < 2**31 else np.int64
+
+
+def _units(name: str) -> Sequence[int]:
+    return _INTEGER_UNITS if name in INTEGERS else _TIME_UNITS
+
+
+class Run:
+    """Flights sorted by (departure, key); see the module docstring."""
+
+    def __init__(
+        self,
+        departures: Int64Array,
+        keys: Int64Array,
+        packed: dict[str, PackedInts],
+        codes: dict[str, IntArray],
+        dictionary_sizes: dict[str, int],
+    ) -> None:
+        self.departures = departures
+        self.keys = keys
+        self.packed = packed
+        self.codes = codes
+        self.key_order = np.argsort(keys).astype(_row_type(len(keys)))
+        self.postings = {
+            name: Postings.build(codes[name], dictionary_sizes[name])
+            for name in ("carrier", "origin", "destination")
+        }
+        self.dead: BoolArray = np.zeros(len(keys), dtype=np.bool_)
+        self.dead_count = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.departures, self.keys, self.key_order, self.dead, *self.codes.values()]
+        return (
+            sum(int(a.nbytes) for a in arrays)
+            + sum(p.nbytes for p in self.packed.values())
+            + sum(p.nbytes for p in self.postings.values())
+        )
+
+    # --- building ----------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, columns: FlightColumns, dictionary_sizes: dict[str, int]) -> Run:
+        """A run of ``columns`` in any order."""
+        order = np.lexsort((columns.keys, columns.departures))
+        departures = columns.departures[order]
+        packed = {}
+        for name in PACKED:
+            values = columns.ints[name][order]
+            if name in RELATIVE_TIMES:
+                values = np.where(values == NULL, NULL, values - departures)
+            packed[name] = PackedInts.pack(values, _units(name))
+        codes = {
+            name: columns.codes[name][order].astype(code_type(dictionary_sizes[name]))
+            for name in CODED
+        }
+        return cls(departures, columns.keys[order], packed, codes, dictionary_sizes)
+
+    @classmethod
+    def combine(
+        cls,
+        parts: Sequence[tuple[Run, IntArray | None]],
+        dictionary_sizes: dict[str, int],
+        *,
+        presorted: bool = False,
+    ) -> Run:
+        """One run of the given rows of ``parts`` (all rows for None), without unpacking.
+
+        ``presorted``: the parts follow each other in order (chunks of an ordered scan).
+        """
+
+        def rows_of(run: Run, rows: IntArray | None, array: IntArray) -> IntArray:
+            return array if rows is None else array[rows]
+
+        departures = np.concatenate([rows_of(r, rows, r.departures) for r, rows in parts])
+        keys = np.concatenate([rows_of(r, rows, r.keys) for r, rows in parts])
+        order = None if presorted else np.lexsort((keys, departures))
+        if order is not None:
+            departures, keys = departures[order], keys[order]
+        packed = {}
+        for name in PACKED:
+            column = PackedInts.concat(
+                [r.packed[name] if rows is None else r.packed[name].take(rows) for r, rows in parts]
+            )
+            packed[name] = column if order is None else column.take(order)
+        codes = {}
+        for name in CODED:
+            merged = np.concatenate([rows_of(r, rows, r.codes[name]) for r, rows in parts]).astype(
+                code_type(dictionary_sizes[name])
+            )
+            codes[name] = merged if order is None else merged[order]
+        return cls(departures, keys, packed, codes, dictionary_sizes)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def find(self, keys: Int64Array) -> IntArray:
+        """Row numbers of the live rows holding ``keys`` (keys not found are skipped)."""
+        if not len(self):
+            return np.empty(0, np.int64)
+        if len(keys) <= _FEW_KEYS:
+            at = np.array([self._key_position(k) for k in keys.tolist()], np.int64)
+        else:
+            at = self._key_positions(keys)
+        rows = self.key_order[np.minimum(at, len(self) - 1)]
+        hit = (self.keys[rows] == keys) & ~self.dead[rows]
+        found: IntArray = rows[hit]
+        return found
+
+    # numpy's searchsorted checks a ``sorter`` argument whole, O(n) per call, which would
+    # make a lookup cost a pass over the run: these binary searches go through key_order.
+
+    def _key_position(self, key: int) -> int:
+        keys, order = self.keys, self.key_order
+        return bisect.bisect_left(order, key, key=lambda row: int(keys[row]))
+
+    def _key_positions(self, wanted: Int64Array) -> Int64Array:
+        lo = np.zeros(len(wanted), np.int64)
+        hi = np.full(len(wanted), len(self), np.int64)
+        while True:
+            open_ = lo < hi
+            if not open_.any():
+                return lo
+            mid = (lo + hi) // 2
+            below = self.keys[self.key_order[np.minimum(mid, len(self) - 1)]] < wanted
+            lo = np.where(open_ & below, mid + 1, lo)
+            hi = np.where(open_ & ~below, mid, hi)
+
+    def order_keys(self, rows: IntArray) -> tuple[Int64Array, Int64Array]:
+        """(departures, keys) of ``rows``: what orders them in a page."""
+        return self.departures[rows], self.keys[rows]
+
+    def values(self, rows: IntArray) -> RowValues:
+        departures: list[int] = self.departures[rows].tolist()
+        ints: dict[str, list[int | None]] = {}
+        for name in PACKED:
+            column = self.packed[name]
+            low, unit = column.low, column.unit
+            stored: list[int] = column.data[rows].tolist()
+            if name in RELATIVE_TIMES:
+                ints[name] = [
+                    None if v < 0 else (v + low) * unit + d
+                    for v, d in zip(stored, departures, strict=True)
+                ]
+            else:
+                ints[name] = [None if v < 0 else (v + low) * unit for v in stored]
+        codes = {name: self.codes[name][rows].tolist() for name in CODED}
+        return RowValues(self.keys[rows].tolist(), departures, ints, codes)
+
+    def search(self, plan: Plan) -> IntArray:
+        """Up to ``plan.want`` row numbers matching ``plan``, in the query's order."""
+        lo, hi = self._bounds(plan)
+        if lo >= hi:
+            return np.empty(0, np.int64)
+        posted = None
+        checks = dict(plan.equal)
+        for name, code in plan.equal.items():
+            rows = self.postings[name].of(code)
+            # In the rows' own type: numpy would otherwise convert the whole list first.
+            first, last = np.searchsorted(rows, np.array((lo, hi), dtype=rows.dtype))
+            if posted is None or last - first < len(posted):
+                posted = rows[first:last]
+                chosen = name
+        if posted is not None:
+            del checks[chosen]
+        return self._scan(plan, checks, posted, lo, hi)
+
+    def _bounds(self, plan: Plan) -> tuple[int, int]:
+        """The positions [lo, hi) the departure window and the keyset leave."""
+        lo, hi = 0, len(self)
+        if plan.departure_from is not None:
+            lo = int(np.searchsorted(self.departures, plan.departure_from, "left"))
+        if plan.departure_to is not None:
+            hi = int(np.searchsorted(self.departures, plan.departure_to, "left"))
+        if plan.after is not None:
+            split = self._split(plan.after, strictly_after=not plan.descending)
+            if plan.descending:
+                hi = min(hi, split)
+            else:
+                lo = max(lo, split)
+        return lo, hi
+
+    def _split(self, after: After, *, strictly_after: bool) -> int:
+        """First position after the keyset row (ascending) or at/after it (descending)."""
+        first, last = np.searchsorted(self.departures, (after.departure, after.departure + 1))
+        group = self.keys[first:last]  # same departure: ascending keys
+        if after.key is not None:
+            side: Literal["left", "right"] = "right" if strictly_after else "left"
+            return int(first + np.searchsorted(group, after.key, side))
+        # Not a stored id's shape: compare as text, as the database compares VARCHARs.
+        texts = [ids.decode(k) for k in group.tolist()]
+        cut = bisect.bisect_right if strictly_after else bisect.bisect_left
+        return int(first + cut(texts, after.flight_id))
+
+    def _scan(
+        self,
+        plan: Plan,
+        checks: dict[str, int],
+        posted: IntArray | None,
+        lo: int,
+        hi: int,
+    ) -> IntArray:
+        """Check candidates chunk by chunk from the query's first row until enough match."""
+        total = hi - lo if posted is None else len(posted)
+        found: list[IntArray] = []
+        count = 0
+        done = 0
+        chunk = max(_FIRST_CHUNK, 2 * plan.want)
+        while done < total and count < plan.want:
+            size = min(chunk, total - done)
+            if plan.descending:
+                start, stop = total - done - size, total - done
+            else:
+                start, stop = done, done + size
+            if posted is None:
+                rows: IntArray = np.arange(lo + start, lo + stop)
+            else:
+                rows = posted[start:stop]
+            matched = rows[self._matches(plan, checks, rows)]
+            if plan.descending:
+                matched = matched[::-1]
+            found.append(matched)
+            count += len(matched)
+            done += size
+            chunk = min(chunk * 2, _MAX_CHUNK)
+        if not found:
+            return np.empty(0, np.int64)
+        result: IntArray = np.concatenate(found)[: plan.want]
+        return result
+
+    def _matches(self, plan: Plan, checks: dict[str, int], rows: IntArray) -> BoolArray:
+        mask: BoolArray = ~self.dead[rows] if self.dead_count else np.ones(len(rows), np.bool_)
+        for name, code in checks.items():
+            mask &= self.codes[name][rows] == code
+        if plan.status is not None:
+            mask &= self.codes["status"][rows] == plan.status
+        if plan.min_dep_delay is not None:
+            delays = self.packed["dep_delay_minutes"].unpack(rows)
+            mask &= (delays != NULL) & (delays >= plan.min_dep_delay)
+        return mask
