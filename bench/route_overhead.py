@@ -1,0 +1,298 @@
+"""What a read request costs outside the store: server CPU per request and req/s, c=32.
+
+Three targets, same scenarios (``single`` cached URL, ``random`` pages, ``point`` lookups):
+
+* ``serve``: ``aeroflow serve`` exactly as shipped, on a copy of ``bench/.data/nyc.duckdb``.
+* ``ceiling``: the real app (``bootstrap.build_app``, every middleware, JSON access log, same
+  uvicorn options) over a store that answers from a dict precomputed by DuckDB and says
+  ``reads_block == False``. **A ceiling, not a result**: it shows what the HTTP layer costs
+  once the store answers in microseconds (the in-memory read model's job); it has no write
+  version, so its response cache is off (every request is routed, ETag still computed).
+
+* ``asgi``: the ceiling's app driven in-process, no server and no socket, one request at a
+  time: CPU (``time.process_time``) per request of the app alone, the steadiest figure on a
+  shared machine. ``single`` runs with the response cache on (a versioned replay store).
+
+CPU per request is the server process's user+system time over the run divided by the requests
+wrk completed: less sensitive to the neighbours on a shared machine than req/s. The 1-minute
+load average before each run is printed with it.
+
+    .venv/bin/python bench/route_overhead.py --target serve --seconds 5
+    .venv/bin/python bench/route_overhead.py --target ceiling --scenarios random,point
+    .venv/bin/python bench/route_overhead.py --target asgi
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import scenarios
+from harness import (
+    DATA,
+    VENV_BIN,
+    Server,
+    cpu_seconds,
+    free_port,
+    load_average,
+    run_wrk,
+    wait_idle,
+    write_request_list,
+)
+
+CEILING_RANDOM = 3_000  # pages precomputed for the ceiling (about 3 ms each in DuckDB)
+CEILING_POINT = 6_000
+
+
+def _request_lists(db: Path) -> dict[str, list[str]]:
+    w = scenarios.workload(db)
+    scenarios.DEEP_CARRIERS = ()  # walking deep pages needs a server; not measured here
+    w.deep_urls["aeroflow"] = ["/v1/flights?carrier=UA&limit=50"]
+    return scenarios.aeroflow_requests(w, "http://unused")
+
+
+# --- the ceiling server (a child process) ----------------------------------------------------
+
+
+class _ReplayStore:
+    """Answers reads from what the wrapped DuckDB store answered while recording."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._pages: dict[Any, Any] = {}
+        self._flights: dict[str, Any] = {}
+        self.replaying = False
+
+    @property
+    def reads_block(self) -> bool:
+        return not self.replaying
+
+    def list_flights(self, query: Any) -> Any:
+        if self.replaying:
+            return self._pages[query]
+        page = self._pages[query] = self._inner.list_flights(query)
+        return page
+
+    def get_flight(self, flight_id: str) -> Any:
+        if self.replaying:
+            return self._flights.get(flight_id)
+        flight = self._flights[flight_id] = self._inner.get_flight(flight_id)
+        return flight
+
+    def delay_stats(self, group_by: Any, flight_filter: Any) -> Any:
+        return self._inner.delay_stats(group_by, flight_filter)
+
+    def write_batch(self, batch: Any) -> Any:
+        return self._inner.write_batch(batch)
+
+    def ping(self) -> None:
+        self._inner.ping()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _VersionedReplayStore(_ReplayStore):
+    """The same, with a write version that never moves: the response cache turns on."""
+
+    @property
+    def write_version(self) -> int:
+        return 0
+
+
+def _replay_app(db: Path, port: int, lists: dict[str, list[str]], versioned: bool) -> Any:
+    """The real app over a replay store, after one pass over ``lists`` through the app."""
+    import httpx
+
+    from aeroflow import bootstrap
+    from aeroflow.settings import Settings
+
+    settings = Settings(duckdb_path=db, port=port)
+    real_build_store = bootstrap.build_store
+    store = (_VersionedReplayStore if versioned else _ReplayStore)(real_build_store(settings))
+    bootstrap.build_store = lambda _settings: store  # type: ignore[assignment]
+    try:
+        bootstrap.configure_observability(settings)
+        app = bootstrap.build_app(settings, bootstrap.Role.SERVE)
+    finally:
+        bootstrap.build_store = real_build_store  # type: ignore[assignment]
+
+    async def record() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            for urls in lists.values():
+                for url in urls:
+                    response = await client.get(url)
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{url}: {response.status_code}")
+
+    asyncio.run(record())
+    store.replaying = True
+    return app
+
+
+def _serve_ceiling(db: Path, port: int, lists_dir: Path) -> None:
+    import uvicorn
+
+    lists = {n: (lists_dir / f"{n}.txt").read_text().split() for n in ("single", "random", "point")}
+    app = _replay_app(db, port, lists, versioned=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+# --- in-process ------------------------------------------------------------------------------
+
+
+def _asgi_cost(db: Path, lists: dict[str, list[str]], names: Sequence[str], n: int) -> None:
+    """CPU per request of the app alone: requests sent straight to the ASGI callable."""
+    import logging
+
+    for name in names:
+        app = _replay_app(db, 8080, {name: lists[name]}, versioned=name == "single")
+        # The access log's line is built and formatted as in production, written to nowhere.
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+        statuses: dict[int, int] = {}
+        load = load_average()[0]
+        per_request = asyncio.run(_drive(app, lists[name], n, statuses))
+        print(
+            f"asgi     {name:7} {per_request * 1e6:6.0f} us CPU/req  (n={n}, statuses"
+            f" {statuses})  load {load:.2f}",
+            flush=True,
+        )
+
+
+async def _drive(app: Any, urls: list[str], n: int, statuses: dict[int, int]) -> float:
+    """Seconds of process CPU per request over ``n`` requests, after n/5 to warm up."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+    for count in (n // 5, n):
+        started = time.process_time()
+        for i in range(count):
+            path, _, query = urls[i % len(urls)].partition("?")
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0", "spec_version": "2.4"},
+                "http_version": "1.1",
+                "method": "GET",
+                "scheme": "http",
+                "path": path,
+                "raw_path": path.encode(),
+                "query_string": query.encode(),
+                "root_path": "",
+                "headers": [(b"host", b"127.0.0.1:8080")],
+                "client": ("127.0.0.1", 50000),
+                "server": ("127.0.0.1", 8080),
+                "state": {},
+            }
+            await app(scope, receive, send)
+    return (time.process_time() - started) / n
+
+
+# --- the driver ------------------------------------------------------------------------------
+
+
+def _measure(server: Server, lists: dict[str, Path], names: Sequence[str], seconds: float) -> None:
+    for name in names:
+        base = server.base_url
+        run_wrk(base, lists[name], connections=32, seconds=1)  # warm-up (and fill the cache)
+        wait_idle(server.pid)
+        load = load_average()[0]
+        cpu_before = cpu_seconds(server.pid)
+        result = run_wrk(base, lists[name], connections=32, seconds=seconds)
+        wait_idle(server.pid)
+        cpu = cpu_seconds(server.pid) - cpu_before
+        us = cpu / max(result["requests"], 1) * 1e6
+        print(
+            f"{server.name:8} {name:7} c=32 {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f}"
+            f"  p99 {result['p99_ms']:6.2f} ms  cpu {us:6.0f} us/req  errors {result['errors']}"
+            f"  bytes {result['mean_response_bytes']}  load {load:.2f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", choices=("serve", "ceiling", "asgi"), default="serve")
+    parser.add_argument("--requests", type=int, default=5000, help="per scenario (asgi)")
+    parser.add_argument("--scenarios", default="single,random,point")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--db", type=Path, default=DATA / "nyc.duckdb")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--lists", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _serve_ceiling(args.db, args.port, args.lists)
+        return
+
+    names = [n for n in args.scenarios.split(",") if n]
+    with tempfile.TemporaryDirectory(prefix="route-overhead-") as tmp:
+        work = Path(tmp)
+        db = work / "store.duckdb"
+        shutil.copyfile(args.db, db)  # the sample is never opened read-write in place
+        all_lists = _request_lists(db)
+        if args.target != "serve":
+            all_lists["random"] = all_lists["random"][:CEILING_RANDOM]
+            all_lists["point"] = all_lists["point"][:CEILING_POINT]
+        if args.target == "asgi":
+            _asgi_cost(db, all_lists, names, args.requests)
+            return
+        lists = {
+            n: write_request_list(work / f"{n}.txt", all_lists[n])
+            for n in ("single", "random", "point")
+        }
+        port = free_port()
+        env = {"AEROFLOW_DUCKDB_PATH": str(db), "AEROFLOW_PORT": str(port)}
+        if args.target == "serve":
+            command = [str(VENV_BIN / "aeroflow"), "serve", "--port", str(port), "--db", str(db)]
+        else:
+            command = [sys.executable, __file__, "--child", "--db", str(db), "--port", str(port)]
+            command += ["--lists", str(work)]
+        server = Server(
+            args.target,
+            command,
+            port,
+            ready_path="/healthz",
+            env=env,
+            log_path=Path(os.devnull),
+        )
+        started = time.monotonic()
+        server.start(timeout=300)
+        try:
+            print(f"{args.target}: ready in {time.monotonic() - started:.0f} s, pid {server.pid}")
+            _measure(server, lists, names, args.seconds)
+        finally:
+            server.stop()
+    subprocess.run(["uptime"], check=False)
+
+
+if __name__ == "__main__":
+    main()
