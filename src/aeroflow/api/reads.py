@@ -3,6 +3,12 @@
 A store that waits on a query engine or the network (``reads_block``) must never run on the
 event loop, which would stall every other request. A store answering from memory in
 microseconds is called inline: the hop to a worker thread and back costs more than the read.
+
+Only the page and lookup reads (``list_flights``, ``get_flight``) go through :func:`read`.
+``delay_stats`` and ``ping`` always run in a worker thread: DuckDB's in-memory read model
+serves pages and lookups only, so with it ``reads_block`` is False while aggregates and the
+ping still query DuckDB (tens to hundreds of milliseconds for stats over millions of rows),
+and the thread hop is noise next to such a query.
 """
 
 from __future__ import annotations
