@@ -167,7 +167,7 @@ def _compose(
         readiness_checks=() if committer is None else (committer.write_health,),
     )
     # Outermost, so the access log times everything, error handlers included.
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(AccessLogMiddleware, trace_requests=settings.tracing_exporter != "none")
     if push is None:
         return app, None
     # POST /pubsub/push skips the middleware above (a third of its CPU per message) and
