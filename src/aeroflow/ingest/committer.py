@@ -158,16 +158,33 @@ class GroupCommitter:
         Must be called on the running loop, which the result is delivered to.
         """
         waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        with self._cond:
-            if self._closed:
-                raise CommitterClosedError("ingest is shutting down")
-            if len(self._queue) >= self._max_pending:
-                _FAILED.inc()
-                waiter.set_exception(
-                    CommitterOverloadedError(f"{len(self._queue)} messages waiting to be written")
-                )
-                return waiter
-            self._enqueue(_Pending(item, time.monotonic(), waiter=waiter))
+        # Without the lock, unlike ``submit``: taking it per message cost the event loop ~8 %
+        # of its time per push request, mostly waiting for it while the writer held it. A
+        # deque append is atomic, and the writer only needs the lock for its wake-ups.
+        queue = self._queue
+        if self._closed:
+            raise CommitterClosedError("ingest is shutting down")
+        if len(queue) >= self._max_pending:
+            _FAILED.inc()
+            waiter.set_exception(
+                CommitterOverloadedError(f"{len(queue)} messages waiting to be written")
+            )
+            return waiter
+        pending = _Pending(item, time.monotonic(), waiter=waiter)
+        queue.append(pending)
+        queued = len(queue)
+        if queued == 1 or queued >= self._max_batch:
+            with self._cond:
+                self._cond.notify()
+        if self._closed:
+            # ``drain`` began meanwhile and may have collected its leftovers before the append:
+            # take the message back unless the writer or ``drain`` already has it.
+            with self._cond:
+                try:
+                    queue.remove(pending)
+                except ValueError:
+                    return waiter  # written or settled as closed by whoever took it
+            raise CommitterClosedError("ingest is shutting down")
         return waiter
 
     def _enqueue(self, pending: _Pending) -> None:
@@ -190,8 +207,9 @@ class GroupCommitter:
         if thread is not None:
             thread.join(timeout)
         with self._cond:
-            leftovers = list(self._queue)
-            self._queue.clear()
+            # One by one, not list() then clear(): submit_async appends without the lock, and
+            # what it appends after this is still in the queue for it to take back.
+            leftovers = [self._queue.popleft() for _ in range(len(self._queue))]
         closed = CommitterClosedError("shut down before the message was written")
         _settle([(pending, closed) for pending in leftovers if pending.claim()])
         if leftovers:
