@@ -34,6 +34,7 @@ from aeroflow.api.errors import ApiError, api_error_response, storage_unavailabl
 from aeroflow.api.params import (
     DEFAULT_LIMIT,
     LIST_PARAMS,
+    MAX_DELAY_FILTER,
     MAX_LIMIT,
     build_filter,
     parse_time_bound,
@@ -57,7 +58,6 @@ _AIRPORT_RE: Final = re.compile(r"[A-Z]{3}")
 # Canonical spellings only; pydantic accepts more ("+5", " 5", "05"), and those go the long way.
 _LIMIT_RE: Final = re.compile(r"[1-9][0-9]{0,3}")
 _DELAY_RE: Final = re.compile(r"-?(?:0|[1-9][0-9]{0,5})")
-_MAX_DELAY_FILTER: Final = 100_000
 _STATUSES: Final = {status.value: status for status in FlightStatus}
 _SORTS: Final = {order.value: order for order in SortOrder}
 _T = TypeVar("_T")
@@ -89,7 +89,7 @@ def parse_list_query(query_string: bytes) -> ListRequest | None:
             _choice(values.get("status"), _STATUSES),
             _time_bound(values.get("departure_from")),
             _time_bound(values.get("departure_to")),
-            _integer(values.get("min_dep_delay"), _DELAY_RE, _MAX_DELAY_FILTER),
+            _integer(values.get("min_dep_delay"), _DELAY_RE, MAX_DELAY_FILTER),
         )
         sort = _choice(values.get("sort"), _SORTS) or SortOrder.ASC
         limit = _integer(values.get("limit"), _LIMIT_RE, MAX_LIMIT) or DEFAULT_LIMIT

@@ -26,7 +26,7 @@ from aeroflow.storage.port import FlightFilter, GroupBy, SortOrder
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 # Far beyond any real delay (the domain caps delays at 72 h) yet safe for every backend's int64.
-_MAX_DELAY_FILTER = 100_000
+MAX_DELAY_FILTER = 100_000
 # Query bounds outside this window cannot match a stored flight (the domain allows 1950..2100)
 # and would only risk overflow at the edges of datetime.
 _MIN_YEAR, _MAX_YEAR = 1900, 2199
@@ -123,8 +123,8 @@ DepartureToParam = Annotated[
 MinDepDelayParam = Annotated[
     int | None,
     Query(
-        ge=-_MAX_DELAY_FILTER,
-        le=_MAX_DELAY_FILTER,
+        ge=-MAX_DELAY_FILTER,
+        le=MAX_DELAY_FILTER,
         description="Only flights whose departure delay in minutes is at least this.",
     ),
 ]
