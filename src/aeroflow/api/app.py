@@ -73,6 +73,11 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
         # /v1/flights/ is not /v1/flights: a strict API answers 404 rather than redirecting.
         redirect_slashes=False,
+        # Server spans, HTTP metrics and access logs are aeroflow's own (observability,
+        # api.middleware). FastAPI's native OpenTelemetry (0.142+) would add a second, unlinked
+        # root span per request once a tracing SDK is installed, and checks the providers on
+        # every request (~3 us) even when none is. Older FastAPI keeps this in app.extra.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.store = store
