@@ -32,6 +32,7 @@ from aeroflow.storage.read_model.columns import (
     RowValues,
     code_type,
 )
+from aeroflow.storage.read_model.memory import release_freed_memory
 from aeroflow.storage.read_model.plan import After, Plan
 
 _TIME_UNITS: Final = (60_000_000, 1_000_000, 1_000, 1)
@@ -41,6 +42,8 @@ _FIRST_CHUNK: Final = 256
 _MAX_CHUNK: Final = 65_536
 # Up to this many keys are looked up one by one, more in one vectorised search.
 _FEW_KEYS: Final = 8
+# Runs from this many rows return freed memory to the OS while being built.
+_BIG_RUN: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,62 @@ class Postings:
     @property
     def nbytes(self) -> int:
         return int(self.rows.nbytes + self.starts.nbytes)
+
+
+_EMPTY: Final = np.empty(0, np.int64)
+
+
+@dataclass(slots=True)
+class Part:
+    """Rows on their way into a run: its columns without its indexes, in any order."""
+
+    departures: Int64Array
+    keys: Int64Array
+    packed: dict[str, PackedInts]
+    codes: dict[str, IntArray]
+
+    @classmethod
+    def of(cls, columns: FlightColumns) -> Part:
+        departures = columns.departures
+        packed = {}
+        for name in PACKED:
+            values = columns.ints[name]
+            if name in RELATIVE_TIMES:
+                values = np.where(values == NULL, NULL, values - departures)
+            packed[name] = PackedInts.pack(values, _units(name))
+        # Narrow already: at 10 M flights int32 codes would hold 150 MiB more while loading.
+        codes = {name: _narrow_codes(c) for name, c in columns.codes.items()}
+        return cls(departures, columns.keys, packed, codes)
+
+    @classmethod
+    def of_run(cls, run: Run, rows: IntArray | None) -> Part:
+        if rows is None:
+            return cls(run.departures, run.keys, dict(run.packed), dict(run.codes))
+        return cls(
+            run.departures[rows],
+            run.keys[rows],
+            {name: column.take(rows) for name, column in run.packed.items()},
+            {name: codes[rows] for name, codes in run.codes.items()},
+        )
+
+
+def _narrow_codes(codes: IntArray) -> IntArray:
+    top = int(codes.max()) if len(codes) else 0
+    narrowed: IntArray = codes.astype(code_type(top + 1), copy=False)
+    return narrowed
+
+
+def _drain(parts: list[Part], name: str) -> Int64Array:
+    """The parts' int64 column ``name`` in one array, each part's released once copied."""
+    total = sum(len(getattr(p, name)) for p in parts)
+    out = np.empty(total, np.int64)
+    start = 0
+    for part in parts:
+        values = getattr(part, name)
+        out[start : start + len(values)] = values
+        start += len(values)
+        setattr(part, name, _EMPTY)
+    return out
 
 
 def _row_type(size: int) -> type[np.signedinteger]:
@@ -97,7 +156,9 @@ class Run:
             name: Postings.build(codes[name], dictionary_sizes[name])
             for name in ("carrier", "origin", "destination")
         }
-        self.dead: BoolArray = np.zeros(len(keys), dtype=np.bool_)
+        # Allocated at the first update: a run nothing masks (the big one a restart loads,
+        # until flights in it change) does without.
+        self._dead: BoolArray | None = None
         self.dead_count = 0
 
     def __len__(self) -> int:
@@ -105,9 +166,10 @@ class Run:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.departures, self.keys, self.key_order, self.dead, *self.codes.values()]
+        arrays = [self.departures, self.keys, self.key_order, *self.codes.values()]
         return (
             sum(int(a.nbytes) for a in arrays)
+            + (0 if self._dead is None else int(self._dead.nbytes))
             + sum(p.nbytes for p in self.packed.values())
             + sum(p.nbytes for p in self.postings.values())
         )
@@ -117,56 +179,66 @@ class Run:
     @classmethod
     def build(cls, columns: FlightColumns, dictionary_sizes: dict[str, int]) -> Run:
         """A run of ``columns`` in any order."""
-        order = np.lexsort((columns.keys, columns.departures))
-        departures = columns.departures[order]
-        packed = {}
-        for name in PACKED:
-            values = columns.ints[name][order]
-            if name in RELATIVE_TIMES:
-                values = np.where(values == NULL, NULL, values - departures)
-            packed[name] = PackedInts.pack(values, _units(name))
-        codes = {
-            name: columns.codes[name][order].astype(code_type(dictionary_sizes[name]))
-            for name in CODED
-        }
-        return cls(departures, columns.keys[order], packed, codes, dictionary_sizes)
+        return cls.assemble([Part.of(columns)], dictionary_sizes)
 
     @classmethod
     def combine(
-        cls,
-        parts: Sequence[tuple[Run, IntArray | None]],
-        dictionary_sizes: dict[str, int],
-        *,
-        presorted: bool = False,
+        cls, parts: Sequence[tuple[Run, IntArray | None]], dictionary_sizes: dict[str, int]
     ) -> Run:
-        """One run of the given rows of ``parts`` (all rows for None), without unpacking.
+        """One run of the given rows of runs (all rows for None), without unpacking."""
+        return cls.assemble([Part.of_run(run, rows) for run, rows in parts], dictionary_sizes)
 
+    @classmethod
+    def assemble(
+        cls, parts: list[Part], dictionary_sizes: dict[str, int], *, presorted: bool = False
+    ) -> Run:
+        """One run of ``parts``, which it empties field by field as it goes.
+
+        The parts' blocks are small, so freeing them only returns memory to glibc's heap: for
+        big runs the heap is trimmed after every field, so at most about one field is held
+        twice (at 10 M flights, holding it all twice would pass 1 GiB).
         ``presorted``: the parts follow each other in order (chunks of an ordered scan).
         """
+        big = sum(len(p.keys) for p in parts) >= _BIG_RUN
 
-        def rows_of(run: Run, rows: IntArray | None, array: IntArray) -> IntArray:
-            return array if rows is None else array[rows]
+        def released() -> None:
+            if big:
+                release_freed_memory()
 
-        departures = np.concatenate([rows_of(r, rows, r.departures) for r, rows in parts])
-        keys = np.concatenate([rows_of(r, rows, r.keys) for r, rows in parts])
+        departures = _drain(parts, "departures")
+        keys = _drain(parts, "keys")
+        released()
         order = None if presorted else np.lexsort((keys, departures))
         if order is not None:
             departures, keys = departures[order], keys[order]
         packed = {}
         for name in PACKED:
-            column = PackedInts.concat(
-                [r.packed[name] if rows is None else r.packed[name].take(rows) for r, rows in parts]
-            )
+            column = PackedInts.concat([p.packed.pop(name) for p in parts])
             packed[name] = column if order is None else column.take(order)
+            released()
         codes = {}
         for name in CODED:
-            merged = np.concatenate([rows_of(r, rows, r.codes[name]) for r, rows in parts]).astype(
-                code_type(dictionary_sizes[name])
-            )
+            merged = np.concatenate([p.codes.pop(name) for p in parts])
+            merged = merged.astype(code_type(dictionary_sizes[name]), copy=False)
             codes[name] = merged if order is None else merged[order]
+            released()
         return cls(departures, keys, packed, codes, dictionary_sizes)
 
     # --- reading -----------------------------------------------------------------------
+
+    def mask(self, rows: IntArray) -> None:
+        """Hide ``rows`` (live ones: their flights have a newer row elsewhere)."""
+        if self._dead is None:
+            self._dead = np.zeros(len(self), dtype=np.bool_)
+        self._dead[rows] = True
+        self.dead_count += len(rows)
+
+    def live_rows(self) -> IntArray | None:
+        """The rows not masked, or None for all of them."""
+        if self._dead is None or not self.dead_count:
+            return None
+        rows: IntArray = np.flatnonzero(~self._dead)
+        return rows
 
     def find(self, keys: Int64Array) -> IntArray:
         """Row numbers of the live rows holding ``keys`` (keys not found are skipped)."""
@@ -177,7 +249,9 @@ class Run:
         else:
             at = self._key_positions(keys)
         rows = self.key_order[np.minimum(at, len(self) - 1)]
-        hit = (self.keys[rows] == keys) & ~self.dead[rows]
+        hit = self.keys[rows] == keys
+        if self._dead is not None:
+            hit &= ~self._dead[rows]
         found: IntArray = rows[hit]
         return found
 
@@ -303,7 +377,8 @@ class Run:
         return result
 
     def _matches(self, plan: Plan, checks: dict[str, int], rows: IntArray) -> BoolArray:
-        mask: BoolArray = ~self.dead[rows] if self.dead_count else np.ones(len(rows), np.bool_)
+        dead = self._dead
+        mask: BoolArray = np.ones(len(rows), np.bool_) if dead is None else ~dead[rows]
         for name, code in checks.items():
             mask &= self.codes[name][rows] == code
         if plan.status is not None:
