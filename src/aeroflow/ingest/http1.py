@@ -76,6 +76,9 @@ class Connection(asyncio.Protocol):
         self._body_size = 0
         self._keep_alive = True
         self.closed = False
+        # Loop time the request now waiting for its answer was sent; None while idle. A
+        # caller's watchdog reads it (see ``abort``): cheaper than a timer per request.
+        self.exchange_started: float | None = None
 
     @classmethod
     async def open(cls, target: Target) -> Connection:
@@ -92,17 +95,25 @@ class Connection(asyncio.Protocol):
         """Send one request and wait for its response (bound the wait with asyncio.timeout)."""
         if self._transport is None or self.closed:
             raise HttpError("connection is closed")
-        waiter: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Response] = loop.create_future()
         self._waiter = waiter
         self._transport.write(b"%s%d\r\n\r\n%s" % (target.head, len(body), body))
+        self.exchange_started = loop.time()
         try:
             return await waiter
         except BaseException:
-            # Timed out or cancelled mid-exchange: the connection's state is unknown.
+            # Timed out, aborted or cancelled mid-exchange: the connection's state is unknown.
             self.close()
             raise
         finally:
             self._waiter = None
+            self.exchange_started = None
+
+    def abort(self, exc: Exception) -> None:
+        """Fail the exchange in progress with ``exc`` and close the connection."""
+        self._fail(exc)
+        self.close()
 
     def close(self) -> None:
         self.closed = True

@@ -247,6 +247,11 @@ class PushPublisher:
     HTTP/1.1 keep-alive, one connection per in-flight request, over ``ingest.http1``: general
     clients cost more CPU per request than the server spends storing the message (aiohttp
     ~115 µs, httpx ~3 ms, ``http1`` ~15 µs here).
+
+    ``timeout_seconds`` bounds connecting and each exchange. Exchanges are watched by one task
+    per run (an unanswered one is failed with TimeoutError within ``timeout_seconds`` plus at
+    most a quarter of it, 1 s at most) rather than a timer per request: ``asyncio.timeout``
+    cost ~7 µs per request, a fifth of the publisher's own CPU per message.
     """
 
     def __init__(
@@ -281,9 +286,15 @@ class PushPublisher:
         source: _Source = (
             _AsyncSource(messages) if isinstance(messages, AsyncIterable) else _SyncSource(messages)
         )
-        async with asyncio.TaskGroup() as workers:
-            for _ in range(self._concurrency):
-                workers.create_task(self._work(source, run))
+        connections: set[Connection] = set()
+        async with asyncio.TaskGroup() as tasks:
+            watchdog = tasks.create_task(self._watch(connections))
+            workers = [
+                tasks.create_task(self._work(source, run, connections))
+                for _ in range(self._concurrency)
+            ]
+            await asyncio.wait(workers)
+            watchdog.cancel()
         run.flush_progress()
         report = PublishReport(
             published=run.published,
@@ -297,19 +308,38 @@ class PushPublisher:
             log.error("%d of %d messages were not delivered", report.failed, total)
         return report
 
-    async def _work(self, source: _Source, run: _Run) -> None:
+    async def _watch(self, connections: set[Connection]) -> None:
+        """Abort every exchange that has waited longer than the timeout, until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self._timeout / 4))
+            too_old = loop.time() - self._timeout
+            for connection in list(connections):
+                started = connection.exchange_started
+                if started is not None and started < too_old:
+                    connection.abort(TimeoutError(f"no answer within {self._timeout:g} s"))
+
+    async def _work(self, source: _Source, run: _Run, connections: set[Connection]) -> None:
         connection: Connection | None = None
         try:
             while (message := await source.next()) is not None:
-                connection = await self._deliver(connection, message, run)
+                connection = await self._deliver(connection, message, run, connections)
         finally:
             if connection is not None:
                 connection.close()
+                connections.discard(connection)
 
     async def _deliver(
-        self, connection: Connection | None, message: OutgoingMessage, run: _Run
+        self,
+        connection: Connection | None,
+        message: OutgoingMessage,
+        run: _Run,
+        connections: set[Connection],
     ) -> Connection | None:
-        """Deliver one message; returns the connection to reuse for the next one."""
+        """Deliver one message; returns the connection to reuse for the next one.
+
+        ``connections``: the run's open connections, which the watchdog looks after.
+        """
         # Pub/Sub stamps publishTime once; redeliveries carry the same one.
         envelope = push_envelope(message, rfc3339_now(), subscription=self._subscription)
         attempt = 0
@@ -318,13 +348,17 @@ class PushPublisher:
             envelope["deliveryAttempt"] = attempt
             retry_after: float | None = None
             try:
-                async with asyncio.timeout(self._timeout):
-                    if connection is None or connection.closed:
+                if connection is None or connection.closed:
+                    if connection is not None:
+                        connections.discard(connection)
+                    async with asyncio.timeout(self._timeout):
                         connection = await Connection.open(self._target)
-                    response = await connection.post(self._target, orjson.dumps(envelope))
-            except (OSError, TimeoutError) as exc:  # refused, reset, TLS, unparsable answer
+                    connections.add(connection)
+                response = await connection.post(self._target, orjson.dumps(envelope))
+            except (OSError, TimeoutError) as exc:  # refused, reset, TLS, unparsable, no answer
                 if connection is not None:
                     connection.close()
+                    connections.discard(connection)
                 connection = None
                 reason = f"{type(exc).__name__}: {exc}"
             else:
