@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,17 +114,17 @@ def measure(db: Path, memory_limit: str) -> dict[str, Any]:
         for o in offsets
     ]
     result["random_page"] = {
-        "model": _per_call_us([lambda q=q: store.list_flights(q) for q in pages]),
-        "duckdb_sql": _per_call_us([lambda q=q: sql.list_flights(q) for q in pages[:SQL_CALLS]]),
+        "model": _per_call_us([partial(store.list_flights, q) for q in pages]),
+        "duckdb_sql": _per_call_us([partial(sql.list_flights, q) for q in pages[:SQL_CALLS]]),
     }
     result["get_flight"] = {
-        "model": _per_call_us([lambda i=i: store.get_flight(i) for i in ids]),
-        "duckdb_sql": _per_call_us([lambda i=i: sql.get_flight(i) for i in ids[:SQL_CALLS]]),
+        "model": _per_call_us([partial(store.get_flight, i) for i in ids]),
+        "duckdb_sql": _per_call_us([partial(sql.get_flight, i) for i in ids[:SQL_CALLS]]),
     }
     result["rss_mib_after_reads"] = round(_status_mib("VmRSS"), 1)
     # Existing flights: each batch masks rows in the runs and fills the tail, which becomes a
     # run every 8,192 rows (included here) and is merged in the background (not included).
-    result["apply_1000_rows"] = _per_call_us([lambda b=b: model.apply(b) for b in batches])
+    result["apply_1000_rows"] = _per_call_us([partial(model.apply, b) for b in batches])
     result["peak_rss_mib"] = round(_status_mib("VmHWM"), 1)
     sql.close()
     store.close()

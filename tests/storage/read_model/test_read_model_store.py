@@ -4,7 +4,6 @@ concurrent reads, and out of the way when it cannot hold the data."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def everything(store: DuckDBFlightStore, sort: SortOrder = SortOrder.ASC) -> lis
 
 
 @pytest.fixture
-def written(tmp_path: Path) -> Iterator[Path]:
+def written(tmp_path: Path) -> Path:
     """A store file holding the dataset, written without the model, closed."""
     path = tmp_path / "store.duckdb"
     store = DuckDBFlightStore(path, read_model=False)
