@@ -294,56 +294,106 @@ def build_delay_stats(
         )
         if part
     )
-    on_time = (
-        f"AVG(CASE WHEN arr_delay_minutes <= {ON_TIME_THRESHOLD_MINUTES} THEN 1.0"
-        " WHEN arr_delay_minutes IS NOT NULL THEN 0.0 END)"
-    )
-    if dialect == "duckdb":
-        # One aggregate for both percentiles: it gathers the group's values once, where two
-        # quantile_cont calls gather (and select in) them twice (~250 of ~650 ms of CPU over
-        # 10 M flights).
-        source = "filtered"
-        percentiles = "quantile_cont(dep_delay_minutes, [0.5, 0.95]) AS dep_delay_quantiles"
-        p50 = "dep_delay_quantiles[1]"
-        p95 = "dep_delay_quantiles[2]"
-        ctes = f"WITH filtered AS (\n{filtered}\n)"
-    else:
-        # PERCENTILE_CONT is analytic-only in GoogleSQL: compute it once per group over a
-        # window (NULLs are ignored, as by quantile_cont), then carry it through the GROUP BY.
-        source = "with_percentiles"
-        percentiles = "MAX(p50) AS p50, MAX(p95) AS p95"
-        p50 = "p50"
-        p95 = "p95"
-        ctes = (
-            f"WITH filtered AS (\n{filtered}\n),\n"  # noqa: S608 - module constants only
-            "with_percentiles AS (\n"
-            "  SELECT grp_key, status, dep_delay_minutes, arr_delay_minutes,\n"
-            "    PERCENTILE_CONT(dep_delay_minutes, 0.5) OVER (PARTITION BY grp_key) AS p50,\n"
-            "    PERCENTILE_CONT(dep_delay_minutes, 0.95) OVER (PARTITION BY grp_key) AS p95\n"
-            "  FROM filtered\n"
-            ")"
-        )
+    grouped = _DUCKDB_GROUPED if dialect == "duckdb" else _BIGQUERY_GROUPED
     sql = (
-        f"{ctes},\n"  # noqa: S608 - module constants only
-        "grouped AS (\n"
-        "  SELECT grp_key,\n"
-        "    COUNT(*) AS flights,\n"
-        f"    COUNTIF(status = '{FlightStatus.CANCELLED.value}') AS cancelled,\n"
-        "    AVG(dep_delay_minutes) AS avg_dep_delay_minutes,\n"
-        f"    {percentiles},\n"
-        f"    {on_time} AS on_time_rate\n"
-        f"  FROM {source}\n"
-        "  GROUP BY grp_key\n"
-        ")\n"
+        f"WITH filtered AS (\n{filtered}\n),\n"
+        f"{grouped}\n"
         f"SELECT {grouping.label} AS {_quote_column('group', dialect)},\n"
         "  flights,\n"
         "  cancelled,\n"
         "  avg_dep_delay_minutes,\n"
-        f"  {p50} AS p50_dep_delay_minutes,\n"
-        f"  {p95} AS p95_dep_delay_minutes,\n"
+        "  p50_dep_delay_minutes,\n"
+        "  p95_dep_delay_minutes,\n"
         "  on_time_rate,\n"
         "  grp_key AS group_order\n"
         "FROM grouped\n"
         "ORDER BY grp_key"
     )
     return SqlQuery(sql, params.values)
+
+
+_CANCELLED = f"status = '{FlightStatus.CANCELLED.value}'"
+_ON_TIME = f"arr_delay_minutes <= {ON_TIME_THRESHOLD_MINUTES}"
+
+
+def _percentile(name: str) -> str:
+    """Linear between the delays at the floor and the ceiling of the position, in DOUBLE and
+    in the form quantile_cont uses (low * (1 - f) + high * f), so the results are equal to
+    the last bit."""
+    fraction = f"({name}_at - floor({name}_at))"
+    return f"{name}_low * (1 - {fraction}) + {name}_high * {fraction}"
+
+
+# DuckDB: the exact delay distribution first, one row per (group, delay), then every figure
+# from it. Delays are whole minutes with a few hundred distinct values per group, so the
+# percentiles come from a few thousand counted rows instead of quantile_cont gathering and
+# selecting among every value of the group: over 10 M flights this halves a query's CPU
+# (~370 -> ~170 ms by carrier, ~390 -> ~220 ms by hour, ~390 -> ~330 ms by month).
+# Percentile q sits at position q * (n - 1) among a group's n known delays in order, as in
+# quantile_cont; the delay at sorted position i is the smallest one with more than i known
+# delays at or below it.
+_DUCKDB_GROUPED: Final = f"""cells AS (
+  SELECT grp_key, dep_delay_minutes AS delay,
+    COUNT(*) AS flights,
+    COUNTIF({_CANCELLED}) AS cancelled,
+    COUNT(arr_delay_minutes) AS arrivals,
+    COUNTIF({_ON_TIME}) AS on_time
+  FROM filtered
+  GROUP BY grp_key, dep_delay_minutes
+),
+distribution AS (
+  SELECT *,
+    SUM(flights) FILTER (WHERE delay IS NOT NULL)
+      OVER (PARTITION BY grp_key ORDER BY delay ROWS UNBOUNDED PRECEDING) AS at_or_below,
+    SUM(flights) FILTER (WHERE delay IS NOT NULL) OVER (PARTITION BY grp_key) AS known
+  FROM cells
+),
+positioned AS (
+  SELECT *,
+    CAST(known - 1 AS DOUBLE) * 0.5 AS p50_at,
+    CAST(known - 1 AS DOUBLE) * 0.95 AS p95_at
+  FROM distribution
+),
+bounded AS (
+  SELECT grp_key,
+    SUM(flights) AS flights,
+    SUM(cancelled) AS cancelled,
+    SUM(delay * flights) / ANY_VALUE(known) AS avg_dep_delay_minutes,
+    SUM(on_time) / NULLIF(SUM(arrivals), 0) AS on_time_rate,
+    ANY_VALUE(p50_at) AS p50_at,
+    MIN(delay) FILTER (WHERE at_or_below > floor(p50_at)) AS p50_low,
+    MIN(delay) FILTER (WHERE at_or_below > ceil(p50_at)) AS p50_high,
+    ANY_VALUE(p95_at) AS p95_at,
+    MIN(delay) FILTER (WHERE at_or_below > floor(p95_at)) AS p95_low,
+    MIN(delay) FILTER (WHERE at_or_below > ceil(p95_at)) AS p95_high
+  FROM positioned
+  GROUP BY grp_key
+),
+grouped AS (
+  SELECT grp_key, flights, cancelled, avg_dep_delay_minutes,
+    {_percentile("p50")} AS p50_dep_delay_minutes,
+    {_percentile("p95")} AS p95_dep_delay_minutes,
+    on_time_rate
+  FROM bounded
+)"""  # noqa: S608 - module constants only
+
+# GoogleSQL: PERCENTILE_CONT is analytic-only, so it is computed once per group over a window
+# (NULLs are ignored, as by quantile_cont), then carried through the GROUP BY.
+_BIGQUERY_GROUPED: Final = f"""with_percentiles AS (
+  SELECT grp_key, status, dep_delay_minutes, arr_delay_minutes,
+    PERCENTILE_CONT(dep_delay_minutes, 0.5) OVER (PARTITION BY grp_key) AS p50,
+    PERCENTILE_CONT(dep_delay_minutes, 0.95) OVER (PARTITION BY grp_key) AS p95
+  FROM filtered
+),
+grouped AS (
+  SELECT grp_key,
+    COUNT(*) AS flights,
+    COUNTIF({_CANCELLED}) AS cancelled,
+    AVG(dep_delay_minutes) AS avg_dep_delay_minutes,
+    MAX(p50) AS p50_dep_delay_minutes,
+    MAX(p95) AS p95_dep_delay_minutes,
+    AVG(CASE WHEN {_ON_TIME} THEN 1.0 WHEN arr_delay_minutes IS NOT NULL THEN 0.0 END)
+      AS on_time_rate
+  FROM with_percentiles
+  GROUP BY grp_key
+)"""  # noqa: S608 - module constants only
