@@ -408,6 +408,28 @@ def write_report() -> Path:
             _read_table(big),
             "",
         ]
+    stats = _load("stats")
+    if stats:
+        parts += [
+            f"## Delay stats over {stats['flights']:,} flights, uncached (DuckDB, one at a time)",
+            "",
+            _table(
+                ["group_by", "filter", "groups", "p50 ms", "p95 ms", "CPU ms / query", "load"],
+                [
+                    [
+                        p["group_by"],
+                        p["filter"],
+                        p["groups"],
+                        p["p50_ms"],
+                        p["p95_ms"],
+                        p["cpu_ms_per_query"],
+                        p["load_average_before"][0],
+                    ]
+                    for p in stats["points"]
+                ],
+            ),
+            "",
+        ]
     if scaling:
         _scaling_chart(scaling, _results / "scaling.png")
         rows = [
