@@ -12,10 +12,16 @@ import time
 
 import duckdb
 
-from aeroflow.storage.read_model.columns import UnsupportedFlightIdError
+from aeroflow.storage.read_model.columns import UnsupportedFlightIdError, UnsupportedRowsError
 from aeroflow.storage.read_model.model import FlightReadModel, Tuning
 
-__all__ = ["FlightReadModel", "Tuning", "UnsupportedFlightIdError", "open_read_model"]
+__all__ = [
+    "FlightReadModel",
+    "Tuning",
+    "UnsupportedFlightIdError",
+    "UnsupportedRowsError",
+    "open_read_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +34,7 @@ def open_read_model(
     start = time.perf_counter()
     try:
         model = FlightReadModel.load(connection, tuning or Tuning())
-    except UnsupportedFlightIdError as exc:
+    except UnsupportedRowsError as exc:
         log.warning("read model off, reads go to DuckDB: %s", exc)
         return None
     log.info(

@@ -56,6 +56,22 @@ CODED: Final = {
     "status": "status",
     "tail_number": "tail_number",
 }
+# NOT NULL in ``flights``: checked once per batch in ``FlightColumns.from_arrow``, so building
+# a page need not look for NULLs in them.
+REQUIRED: Final = (
+    "flight_id",
+    "carrier",
+    "flight_number",
+    "origin",
+    "destination",
+    "scheduled_departure",
+    "scheduled_arrival",
+    "scheduled_departure_local",
+    "status",
+    "distance_miles",
+    "event_time",
+    "updated_at",
+)
 TIMESTAMP_COLUMNS: Final = frozenset(("scheduled_departure", *RELATIVE_TIMES, *ABSOLUTE_TIMES)) - {
     "scheduled_departure_local"
 }
@@ -65,7 +81,11 @@ _INTEGER_UNITS: Final = (1,)
 _TYPES: Final = (np.int8, np.int16, np.int32, np.int64)
 
 
-class UnsupportedFlightIdError(ValueError):
+class UnsupportedRowsError(ValueError):
+    """Rows the read model cannot hold exactly; the store then answers from SQL."""
+
+
+class UnsupportedFlightIdError(UnsupportedRowsError):
     """A flight id is not in the domain's shape, so the read model cannot index it."""
 
 
@@ -204,8 +224,12 @@ class FlightColumns:
     ) -> FlightColumns:
         """Columns of ``flights`` rows, as the write path inserts them or DuckDB returns them.
 
-        Raises UnsupportedFlightIdError for an id outside the domain's shape.
+        Raises UnsupportedFlightIdError for an id outside the domain's shape and
+        UnsupportedRowsError for a NULL in a required column.
         """
+        missing = [name for name in REQUIRED if table.column(name).null_count]
+        if missing:
+            raise UnsupportedRowsError(f"NULL in required flights columns: {', '.join(missing)}")
         return cls(
             flight_keys(table.column("flight_id")),
             _micros(table.column("scheduled_departure")),
@@ -219,14 +243,31 @@ class FlightColumns:
 
 @dataclass(frozen=True, slots=True)
 class RowValues:
-    """A few rows as Python values, for building ``port.Flight`` objects: times and integers
-    as ints (None for NULL), strings as dictionary codes (``NO_CODE`` for NULL). Per value in
-    Python, because a page is a few dozen rows: numpy's fixed cost per call would dominate."""
+    """A few rows, column by column, for building ``port.Flight`` objects: the packed columns
+    unpacked into one int64 matrix (a line per name of ``PACKED``, in that order) with NULL
+    cells set to 0 and flagged in ``nulls``, and the coded columns in another (a line per name
+    of ``CODED``, ``NO_CODE`` for NULL). Matrices, because a page is a few dozen rows: numpy's
+    fixed cost per call dominates, so the fewer calls per page the better."""
 
-    keys: list[int]
-    departures: list[int]
-    ints: dict[str, list[int | None]]
-    codes: dict[str, list[int]]
+    keys: Int64Array
+    departures: Int64Array
+    ints: Int64Array
+    nulls: BoolArray
+    codes: Int64Array
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row as Python values (a point lookup: numpy's per-call cost would dominate): the
+    packed columns in ``PACKED`` order (None for NULL), the codes in ``CODED`` order."""
+
+    key: int
+    departure: int
+    ints: list[int | None]
+    codes: list[int]
 
 
 def _one_chunk(column: pa.Array | pa.ChunkedArray) -> pa.Array:

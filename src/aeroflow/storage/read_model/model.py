@@ -36,7 +36,7 @@ from aeroflow.storage.read_model.columns import (
     Int64Array,
     IntArray,
 )
-from aeroflow.storage.read_model.flights import to_flights
+from aeroflow.storage.read_model.flights import to_flight, to_flights
 from aeroflow.storage.read_model.memory import release_freed_memory
 from aeroflow.storage.read_model.plan import Plan
 from aeroflow.storage.read_model.run import Part, Run
@@ -273,20 +273,15 @@ class FlightReadModel:
         key = ids.encode(flight_id)
         if key is None:
             return None  # the model holds no such id (see ids)
-        wanted = np.array([key], np.int64)
         with self._lock:
             row = self._tail.find(key)
             if row is not None:
-                values = self._tail.values(np.array([row]))
-            else:
-                for run in reversed(self._runs):
-                    found = run.find(wanted)
-                    if len(found):
-                        values = run.values(found)
-                        break
-                else:
-                    return None
-            return to_flights(values, self._dictionaries)[0]
+                return to_flight(self._tail.row(row), self._dictionaries)
+            for run in reversed(self._runs):
+                found = run.find_one(key)
+                if found is not None:
+                    return to_flight(run.row(found), self._dictionaries)
+            return None
 
     # --- introspection -----------------------------------------------------------------
 

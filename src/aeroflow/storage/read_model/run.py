@@ -29,6 +29,7 @@ from aeroflow.storage.read_model.columns import (
     Int64Array,
     IntArray,
     PackedInts,
+    Row,
     RowValues,
     code_type,
 )
@@ -151,7 +152,13 @@ class Run:
         self.keys = keys
         self.packed = packed
         self.codes = codes
+        # Per line of ``RowValues.ints``: unpacking a page is then a few matrix operations.
+        self._packed_lines = [packed[name] for name in PACKED]
+        self._lows = np.array([[packed[name].low] for name in PACKED], np.int64)
+        self._units = np.array([[packed[name].unit] for name in PACKED], np.int64)
         self.key_order = np.argsort(keys).astype(_row_type(len(keys)))
+        self._key_items = keys.data
+        self._order_items = self.key_order.data
         self.postings = {
             name: Postings.build(codes[name], dictionary_sizes[name])
             for name in ("carrier", "origin", "destination")
@@ -255,12 +262,22 @@ class Run:
         found: IntArray = rows[hit]
         return found
 
+    def find_one(self, key: int) -> int | None:
+        """The row number of the live row holding ``key``, if any."""
+        at = self._key_position(key)
+        if at == len(self):
+            return None
+        row: int = self._order_items[at]
+        if self._key_items[row] != key or (self._dead is not None and self._dead[row]):
+            return None
+        return row
+
     # numpy's searchsorted checks a ``sorter`` argument whole, O(n) per call, which would
     # make a lookup cost a pass over the run: these binary searches go through key_order.
 
     def _key_position(self, key: int) -> int:
-        keys, order = self.keys, self.key_order
-        return bisect.bisect_left(order, key, key=lambda row: int(keys[row]))
+        # Through memoryviews: indexing one gives a Python int, without a numpy scalar.
+        return bisect.bisect_left(self._order_items, key, key=self._key_items.__getitem__)
 
     def _key_positions(self, wanted: Int64Array) -> Int64Array:
         lo = np.zeros(len(wanted), np.int64)
@@ -279,21 +296,31 @@ class Run:
         return self.departures[rows], self.keys[rows]
 
     def values(self, rows: IntArray) -> RowValues:
-        departures: list[int] = self.departures[rows].tolist()
-        ints: dict[str, list[int | None]] = {}
-        for name in PACKED:
-            column = self.packed[name]
-            low, unit = column.low, column.unit
-            stored: list[int] = column.data[rows].tolist()
-            if name in RELATIVE_TIMES:
-                ints[name] = [
-                    None if v < 0 else (v + low) * unit + d
-                    for v, d in zip(stored, departures, strict=True)
-                ]
+        departures = self.departures[rows]
+        stored = np.empty((len(PACKED), len(rows)), np.int64)
+        for line, column in enumerate(self._packed_lines):
+            stored[line] = column.data[rows]
+        nulls = stored < 0
+        ints = (stored + self._lows) * self._units
+        ints[: len(RELATIVE_TIMES)] += departures
+        ints[nulls] = 0
+        codes = np.empty((len(CODED), len(rows)), np.int64)
+        for line, name in enumerate(CODED):
+            codes[line] = self.codes[name][rows]
+        return RowValues(self.keys[rows], departures, ints, nulls, codes)
+
+    def row(self, row: int) -> Row:
+        departure = int(self.departures[row])
+        ints: list[int | None] = []
+        for line, column in enumerate(self._packed_lines):
+            stored = int(column.data[row])
+            if stored < 0:
+                ints.append(None)
             else:
-                ints[name] = [None if v < 0 else (v + low) * unit for v in stored]
-        codes = {name: self.codes[name][rows].tolist() for name in CODED}
-        return RowValues(self.keys[rows].tolist(), departures, ints, codes)
+                relative = departure if line < len(RELATIVE_TIMES) else 0
+                ints.append((stored + column.low) * column.unit + relative)
+        codes = [int(self.codes[name][row]) for name in CODED]
+        return Row(int(self.keys[row]), departure, ints, codes)
 
     def search(self, plan: Plan) -> IntArray:
         """Up to ``plan.want`` row numbers matching ``plan``, in the query's order."""

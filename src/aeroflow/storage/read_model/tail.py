@@ -21,6 +21,7 @@ from aeroflow.storage.read_model.columns import (
     Int32Array,
     Int64Array,
     IntArray,
+    Row,
     RowValues,
 )
 from aeroflow.storage.read_model.plan import After, Plan
@@ -44,14 +45,24 @@ class Tail:
 
     def values(self, rows: IntArray) -> RowValues:
         c = self._columns
-        return RowValues(
-            c.keys[rows].tolist(),
-            c.departures[rows].tolist(),
-            {
-                name: [None if v == NULL else v for v in c.ints[name][rows].tolist()]
-                for name in PACKED
-            },
-            {name: c.codes[name][rows].tolist() for name in CODED},
+        ints = np.empty((len(PACKED), len(rows)), np.int64)
+        for line, name in enumerate(PACKED):
+            ints[line] = c.ints[name][rows]
+        nulls = ints == NULL
+        ints[nulls] = 0
+        codes = np.empty((len(CODED), len(rows)), np.int64)
+        for line, name in enumerate(CODED):
+            codes[line] = c.codes[name][rows]
+        return RowValues(c.keys[rows], c.departures[rows], ints, nulls, codes)
+
+    def row(self, row: int) -> Row:
+        c = self._columns
+        ints = [int(c.ints[name][row]) for name in PACKED]
+        return Row(
+            int(c.keys[row]),
+            int(c.departures[row]),
+            [None if value == NULL else value for value in ints],
+            [int(c.codes[name][row]) for name in CODED],
         )
 
     def order_keys(self, rows: IntArray) -> tuple[Int64Array, Int64Array]:
