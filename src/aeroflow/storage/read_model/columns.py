@@ -241,25 +241,32 @@ class FlightColumns:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RowValues:
-    """A few rows, column by column, for building ``port.Flight`` objects: the packed columns
-    unpacked into one int64 matrix (a line per name of ``PACKED``, in that order) with NULL
-    cells set to 0 and flagged in ``nulls``, and the coded columns in another (a line per name
-    of ``CODED``, ``NO_CODE`` for NULL). Matrices, because a page is a few dozen rows: numpy's
-    fixed cost per call dominates, so the fewer calls per page the better."""
+# Lines of ``RowValues.lines``: the key, the departure, the packed columns, the codes.
+KEY_LINE: Final = 0
+DEPARTURE_LINE: Final = 1
+PACKED_LINES: Final = {name: 2 + at for at, name in enumerate(PACKED)}
+CODE_LINES: Final = {name: 2 + len(PACKED) + at for at, name in enumerate(CODED)}
+LINE_COUNT: Final = 2 + len(PACKED) + len(CODED)
 
-    keys: Int64Array
-    departures: Int64Array
-    ints: Int64Array
-    nulls: BoolArray
-    codes: Int64Array
+
+# Not frozen: one is made per page, and a frozen dataclass's __init__ sets each field through
+# object.__setattr__.
+@dataclass(slots=True)
+class RowValues:
+    """A few rows for building ``port.Flight`` objects, as one int64 matrix with a line per
+    column (see ``KEY_LINE`` and the others): the flight key, the departure, the packed
+    columns unpacked (NULL cells set to 0 and flagged in ``nulls``, a line per name of
+    ``PACKED``), the dictionary codes (``NO_CODE`` for NULL). One matrix, because a page is a
+    few dozen rows: numpy's fixed cost per call dominates, so the fewer calls the better."""
+
+    lines: Int64Array
+    nulls: BoolArray  # a line per name of PACKED
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return int(self.lines.shape[1])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as RowValues
 class Row:
     """One row as Python values (a point lookup: numpy's per-call cost would dominate): the
     packed columns in ``PACKED`` order (None for NULL), the codes in ``CODED`` order."""

@@ -9,6 +9,7 @@ memoised values (C, no Python frame per value) instead of an expression per valu
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import operator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -19,9 +20,14 @@ from aeroflow.domain.events import FlightStatus
 from aeroflow.storage.port import Flight
 from aeroflow.storage.read_model import ids
 from aeroflow.storage.read_model.columns import (
+    CODE_LINES,
     CODED,
+    DEPARTURE_LINE,
     INTEGERS,
+    KEY_LINE,
+    LINE_COUNT,
     PACKED,
+    PACKED_LINES,
     Dictionary,
     Row,
     RowValues,
@@ -33,26 +39,31 @@ _LOCAL_EPOCH: Final = datetime(1970, 1, 1)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _DAY: Final = 86_400_000_000  # microseconds
 _FIELDS: Final = tuple(field.name for field in dataclasses.fields(Flight))
-_LINES: Final = {name: line for line, name in enumerate(PACKED)}
-# Aware instants stored in ``RowValues.ints`` (the departure has its own array), ingest last.
+# Aware instants that repeat across flights (times of schedules and of events).
 _INSTANTS: Final = (
+    "scheduled_departure",
     "scheduled_arrival",
     "actual_departure",
     "actual_arrival",
     "event_time",
-    "updated_at",
 )
+_LINES: Final = {"scheduled_departure": DEPARTURE_LINE, **PACKED_LINES}
 _INSTANT_LINES: Final = [_LINES[name] for name in _INSTANTS]
-# The instants that repeat across flights (times of schedules and of events), departure first.
-_SCHEDULE_TIMES: Final = ("scheduled_departure", *_INSTANTS[:-1])
-_SCHEDULE_TIME_LINES: Final = _INSTANT_LINES[:-1]
-_UPDATED_LINE: Final = _LINES["updated_at"]
-_INTEGER_LINES: Final = [_LINES[name] for name in INTEGERS]
 _LOCAL_LINE: Final = _LINES["scheduled_departure_local"]
+_UPDATED_LINE: Final = _LINES["updated_at"]
+# Per line, what ``to_flights`` divides it by: a key splits into its id's prefix and date, an
+# instant into its day and time of day; other lines stay whole (quotient, remainder 0).
+_DIVISORS: Final = np.ones((LINE_COUNT, 1), np.int64)
+_DIVISORS[KEY_LINE] = ids.DATES
+_DIVISORS[[*_INSTANT_LINES, _LOCAL_LINE]] = _DAY
 
 
 def _day(day: int) -> datetime:
     return _EPOCH + timedelta(days=day)
+
+
+def _local_day(day: int) -> datetime:
+    return _LOCAL_EPOCH + timedelta(days=day)
 
 
 def _time_of_day(micros: int) -> timedelta:
@@ -62,6 +73,7 @@ def _time_of_day(micros: int) -> timedelta:
 # An instant is its day plus its time of day, both memoised: schedules use a few thousand days
 # and at most 1,440 minutes, so after warm-up an instant costs two lookups and an addition.
 _DAYS: Final = Memo(_day, 1 << 16)
+_LOCAL_DAYS: Final = Memo(_local_day, 1 << 16)
 _TIMES_OF_DAY: Final = Memo(_time_of_day, 1 << 15)
 _STATUSES: Final = Memo(FlightStatus, 64)
 
@@ -70,35 +82,33 @@ def to_flights(rows: RowValues, dictionaries: dict[str, Dictionary]) -> list[Fli
     count = len(rows)
     if not count:
         return []
-    ints = rows.ints
-    columns: dict[str, list[Any]] = {"flight_id": ids.decode_column(rows.keys)}
-
-    instants = np.empty((len(_SCHEDULE_TIMES), count), np.int64)
-    instants[0] = rows.departures
-    instants[1:] = ints[_SCHEDULE_TIME_LINES]
-    days, times = np.divmod(instants, _DAY)
-    # All these columns in one pass each.
-    datetimes = list(
-        map(
-            operator.add,
-            _DAYS.many(days.ravel().tolist()),
-            _TIMES_OF_DAY.many(times.ravel().tolist()),
-        )
-    )
-    for at, name in enumerate(_SCHEDULE_TIMES):
+    # The only numpy calls: every line split at once, then turned into Python ints.
+    quotients, remainders = np.divmod(rows.lines, _DIVISORS)
+    whole: list[list[int]] = quotients.tolist()
+    parts: list[list[int]] = remainders.tolist()
+    columns: dict[str, list[Any]] = {
+        "flight_id": ids.decode_parts(whole[KEY_LINE], parts[KEY_LINE]),
+        # Ingest times are unique to the microsecond: a memo would only miss, and churn.
+        "updated_at": [_EPOCH + _MICROSECOND * v for v in whole[_UPDATED_LINE]],
+    }
+    # The instants and the local departure in one pass each: days, times of day, additions.
+    days = _DAYS.many(list(itertools.chain.from_iterable(whole[i] for i in _INSTANT_LINES)))
+    days += _LOCAL_DAYS.many(whole[_LOCAL_LINE])
+    times = list(itertools.chain.from_iterable(parts[i] for i in _INSTANT_LINES))
+    times += parts[_LOCAL_LINE]
+    datetimes = list(map(operator.add, days, _TIMES_OF_DAY.many(times)))
+    for at, name in enumerate((*_INSTANTS, "scheduled_departure_local")):
         columns[name] = datetimes[at * count : (at + 1) * count]
-    # Ingest times are unique to the microsecond: a memo would only miss, and churn.
-    columns["updated_at"] = [_EPOCH + _MICROSECOND * v for v in ints[_UPDATED_LINE].tolist()]
-    # Naive: numpy builds the datetimes itself, exactly, from microseconds since the epoch.
-    columns["scheduled_departure_local"] = ints[_LOCAL_LINE].astype("datetime64[us]").tolist()
-    columns.update(zip(INTEGERS, ints[_INTEGER_LINES].tolist(), strict=True))
-    if rows.nulls.any():
-        lines, positions = np.nonzero(rows.nulls)
-        for line, row in zip(lines.tolist(), positions.tolist(), strict=True):
+    for name in INTEGERS:
+        columns[name] = whole[PACKED_LINES[name]]
+    if np.count_nonzero(rows.nulls):  # no Python wrapper, unlike ndarray.any
+        null_lines, null_rows = np.nonzero(rows.nulls)
+        for line, row in zip(null_lines.tolist(), null_rows.tolist(), strict=True):
             columns[PACKED[line]][row] = None
 
-    for (name, dictionary), codes in zip(CODED.items(), rows.codes.tolist(), strict=True):
+    for name, dictionary in CODED.items():
         texts = dictionaries[dictionary].values
+        codes = whole[CODE_LINES[name]]
         if name == "tail_number":  # the one nullable text
             columns[name] = [None if code < 0 else texts[code] for code in codes]
         else:  # never NULL: ``FlightColumns.from_arrow`` refuses such rows
@@ -109,15 +119,14 @@ def to_flights(rows: RowValues, dictionaries: dict[str, Dictionary]) -> list[Fli
 
 def to_flight(row: Row, dictionaries: dict[str, Dictionary]) -> Flight:
     """The flight of one row: the same values as ``to_flights`` gives, built one by one."""
-    ints = row.ints
-    values: dict[str, Any] = {
-        name: ints[line] for name, line in zip(INTEGERS, _INTEGER_LINES, strict=True)
-    }
+    values: dict[str, Any] = dict(zip(PACKED, row.ints, strict=True))
     values["flight_id"] = ids.decode(row.key)
-    values["scheduled_departure"] = _instant(row.departure)
-    for name, line in zip(_INSTANTS, _INSTANT_LINES, strict=True):
-        values[name] = _instant(ints[line])
-    values["scheduled_departure_local"] = _LOCAL_EPOCH + _MICROSECOND * _required(ints[_LOCAL_LINE])
+    values["scheduled_departure"] = row.departure
+    for name in (*_INSTANTS, "updated_at"):
+        micros = values[name]
+        values[name] = None if micros is None else _EPOCH + _MICROSECOND * micros
+    local = _required(values["scheduled_departure_local"])
+    values["scheduled_departure_local"] = _LOCAL_EPOCH + _MICROSECOND * local
     for (name, dictionary), code in zip(CODED.items(), row.codes, strict=True):
         values[name] = None if code < 0 else dictionaries[dictionary].values[code]
     values["status"] = _STATUSES.many([values["status"]])[0]
@@ -128,10 +137,6 @@ def _required(value: int | None) -> int:
     if value is None:  # ``FlightColumns.from_arrow`` refuses such rows
         raise ValueError("NULL in a required column of the read model")
     return value
-
-
-def _instant(micros: int | None) -> datetime | None:
-    return None if micros is None else _EPOCH + _MICROSECOND * micros
 
 
 def _build(columns: dict[str, list[Any]]) -> list[Flight]:

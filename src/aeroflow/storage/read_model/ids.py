@@ -29,6 +29,7 @@ _CHAR_RANK: Final = {c: i for i, c in enumerate(_CARRIER_CHARS)}
 _NUMBERS: Final = 10_000
 _LETTERS: Final = 26
 _DATES: Final = 10_000 * 12 * 31
+DATES: Final = _DATES  # keys divided by this leave the date part
 # 36 * 36 * 10_000 * 26**3 * _DATES ~ 8.5e17 < 2**63: every key fits an int64.
 
 Int64Array = npt.NDArray[np.int64]
@@ -63,9 +64,14 @@ def decode_many(keys: list[int]) -> list[str]:
 
 
 def decode_column(keys: Int64Array) -> list[str]:
-    """The ids of ``keys``: one vectorised split, then memoised texts joined in C."""
-    rest, date = np.divmod(keys, _DATES)
-    return list(map(operator.add, _PREFIXES.many(rest.tolist()), _DATES_TEXT.many(date.tolist())))
+    """The ids of ``keys``: one vectorised split, then ``decode_parts``."""
+    rest, date = np.divmod(keys, DATES)
+    return decode_parts(rest.tolist(), date.tolist())
+
+
+def decode_parts(prefixes: list[int], dates: list[int]) -> list[str]:
+    """The ids of keys split as ``divmod(key, DATES)``: memoised texts joined in C."""
+    return list(map(operator.add, _PREFIXES.many(prefixes), _DATES_TEXT.many(dates)))
 
 
 # Lookup tables: decoding runs once per flight of every page served.

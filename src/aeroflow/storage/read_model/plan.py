@@ -35,7 +35,9 @@ class After:
     key: int | None  # None: an id no stored flight can have; compared as text
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as RowValues: one is made per query, and a frozen dataclass's __init__ sets each
+# field through object.__setattr__.
+@dataclass(slots=True)
 class Plan:
     equal: dict[str, int]  # posted filter -> code
     status: int | None

@@ -20,6 +20,7 @@ import numpy as np
 from aeroflow.storage.read_model import ids
 from aeroflow.storage.read_model.columns import (
     CODED,
+    DEPARTURE_LINE,
     INTEGERS,
     NULL,
     PACKED,
@@ -152,8 +153,14 @@ class Run:
         self.keys = keys
         self.packed = packed
         self.codes = codes
-        # Per line of ``RowValues.ints``: unpacking a page is then a few matrix operations.
+        # Per line of ``RowValues.lines``: unpacking a page is then a few matrix operations.
         self._packed_lines = [packed[name] for name in PACKED]
+        self._page_columns = [
+            keys,
+            departures,
+            *(packed[name].data for name in PACKED),
+            *(codes[name] for name in CODED),
+        ]
         self._lows = np.array([[packed[name].low] for name in PACKED], np.int64)
         self._units = np.array([[packed[name].unit] for name in PACKED], np.int64)
         self.key_order = np.argsort(keys).astype(_row_type(len(keys)))
@@ -296,18 +303,16 @@ class Run:
         return self.departures[rows], self.keys[rows]
 
     def values(self, rows: IntArray) -> RowValues:
-        departures = self.departures[rows]
-        stored = np.empty((len(PACKED), len(rows)), np.int64)
-        for line, column in enumerate(self._packed_lines):
-            stored[line] = column.data[rows]
-        nulls = stored < 0
-        ints = (stored + self._lows) * self._units
-        ints[: len(RELATIVE_TIMES)] += departures
-        ints[nulls] = 0
-        codes = np.empty((len(CODED), len(rows)), np.int64)
-        for line, name in enumerate(CODED):
-            codes[line] = self.codes[name][rows]
-        return RowValues(self.keys[rows], departures, ints, nulls, codes)
+        # ``take`` costs less per call than fancy indexing, and one ``np.array`` call converts
+        # every column: per page, numpy's fixed costs are most of the work.
+        lines = np.array([column.take(rows) for column in self._page_columns], np.int64)
+        packed = lines[2 : 2 + len(PACKED)]
+        nulls = packed < 0
+        packed += self._lows
+        packed *= self._units
+        packed[: len(RELATIVE_TIMES)] += lines[DEPARTURE_LINE]
+        packed[nulls] = 0
+        return RowValues(lines, nulls)
 
     def row(self, row: int) -> Row:
         departure = int(self.departures[row])

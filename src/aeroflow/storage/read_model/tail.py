@@ -45,15 +45,17 @@ class Tail:
 
     def values(self, rows: IntArray) -> RowValues:
         c = self._columns
-        ints = np.empty((len(PACKED), len(rows)), np.int64)
-        for line, name in enumerate(PACKED):
-            ints[line] = c.ints[name][rows]
-        nulls = ints == NULL
-        ints[nulls] = 0
-        codes = np.empty((len(CODED), len(rows)), np.int64)
-        for line, name in enumerate(CODED):
-            codes[line] = c.codes[name][rows]
-        return RowValues(c.keys[rows], c.departures[rows], ints, nulls, codes)
+        columns: list[IntArray] = [
+            c.keys,
+            c.departures,
+            *(c.ints[name] for name in PACKED),
+            *(c.codes[name] for name in CODED),
+        ]
+        lines = np.array([column.take(rows) for column in columns], np.int64)
+        packed = lines[2 : 2 + len(PACKED)]
+        nulls = packed == NULL
+        packed[nulls] = 0
+        return RowValues(lines, nulls)
 
     def row(self, row: int) -> Row:
         c = self._columns
