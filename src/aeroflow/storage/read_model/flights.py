@@ -119,7 +119,9 @@ def to_flights(rows: RowValues, dictionaries: dict[str, Dictionary]) -> list[Fli
 
 def to_flight(row: Row, dictionaries: dict[str, Dictionary]) -> Flight:
     """The flight of one row: the same values as ``to_flights`` gives, built one by one."""
-    values: dict[str, Any] = dict(zip(PACKED, row.ints, strict=True))
+    # In field order from the start, so that the dict can become the Flight's as it is.
+    values: dict[str, Any] = dict.fromkeys(_FIELDS)
+    values.update(zip(PACKED, row.ints, strict=True))
     values["flight_id"] = ids.decode(row.key)
     values["scheduled_departure"] = row.departure
     for name in (*_INSTANTS, "updated_at"):
@@ -129,8 +131,10 @@ def to_flight(row: Row, dictionaries: dict[str, Dictionary]) -> Flight:
     values["scheduled_departure_local"] = _LOCAL_EPOCH + _MICROSECOND * local
     for (name, dictionary), code in zip(CODED.items(), row.codes, strict=True):
         values[name] = None if code < 0 else dictionaries[dictionary].values[code]
-    values["status"] = _STATUSES.many([values["status"]])[0]
-    return _build({name: [value] for name, value in values.items()})[0]
+    values["status"] = _STATUSES.one(values["status"])
+    flight = object.__new__(Flight)  # see _build
+    flight.__dict__.update(values)
+    return flight
 
 
 def _required(value: int | None) -> int:

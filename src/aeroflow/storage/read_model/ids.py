@@ -56,7 +56,7 @@ def encode(flight_id: str) -> int | None:
 
 def decode(key: int) -> str:
     rest, date = divmod(key, _DATES)
-    return _prefix(rest) + _date_text(date)
+    return _PREFIXES.one(rest) + _DATES_TEXT.one(date)
 
 
 def decode_many(keys: list[int]) -> list[str]:

@@ -32,6 +32,12 @@ class Memo(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._table)
 
+    def one(self, key: K) -> V:
+        value = self._table.get(key)
+        if value is None:
+            return self._fill([key])[0]
+        return value
+
     def many(self, keys: list[K]) -> list[V]:
         try:
             return list(map(self._hit, keys))

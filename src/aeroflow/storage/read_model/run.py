@@ -22,6 +22,7 @@ from aeroflow.storage.read_model.columns import (
     CODED,
     DEPARTURE_LINE,
     INTEGERS,
+    KEY_LINE,
     NULL,
     PACKED,
     RELATIVE_TIMES,
@@ -161,6 +162,7 @@ class Run:
             *(packed[name].data for name in PACKED),
             *(codes[name] for name in CODED),
         ]
+        self._row_items = [column.data for column in self._page_columns]
         self._lows = np.array([[packed[name].low] for name in PACKED], np.int64)
         self._units = np.array([[packed[name].unit] for name in PACKED], np.int64)
         self.key_order = np.argsort(keys).astype(_row_type(len(keys)))
@@ -315,17 +317,18 @@ class Run:
         return RowValues(lines, nulls)
 
     def row(self, row: int) -> Row:
-        departure = int(self.departures[row])
+        # Through memoryviews, as in _key_position: Python ints without numpy scalars.
+        items = [column[row] for column in self._row_items]
+        departure = items[DEPARTURE_LINE]
         ints: list[int | None] = []
-        for line, column in enumerate(self._packed_lines):
-            stored = int(column.data[row])
+        packed = items[2 : 2 + len(PACKED)]
+        for at, (stored, column) in enumerate(zip(packed, self._packed_lines, strict=True)):
             if stored < 0:
                 ints.append(None)
             else:
-                relative = departure if line < len(RELATIVE_TIMES) else 0
+                relative = departure if at < len(RELATIVE_TIMES) else 0
                 ints.append((stored + column.low) * column.unit + relative)
-        codes = [int(self.codes[name][row]) for name in CODED]
-        return Row(int(self.keys[row]), departure, ints, codes)
+        return Row(items[KEY_LINE], departure, ints, items[2 + len(PACKED) :])
 
     def search(self, plan: Plan) -> IntArray:
         """Up to ``plan.want`` row numbers matching ``plan``, in the query's order."""
@@ -336,8 +339,9 @@ class Run:
         checks = dict(plan.equal)
         for name, code in plan.equal.items():
             rows = self.postings[name].of(code)
-            # In the rows' own type: numpy would otherwise convert the whole list first.
-            first, last = np.searchsorted(rows, np.array((lo, hi), dtype=rows.dtype))
+            # In the rows' own type: numpy would otherwise convert the whole list first. The
+            # ndarray methods here and below skip numpy's Python-level wrapper functions.
+            first, last = rows.searchsorted(np.array((lo, hi), dtype=rows.dtype))
             if posted is None or last - first < len(posted):
                 posted = rows[first:last]
                 chosen = name
@@ -349,9 +353,9 @@ class Run:
         """The positions [lo, hi) the departure window and the keyset leave."""
         lo, hi = 0, len(self)
         if plan.departure_from is not None:
-            lo = int(np.searchsorted(self.departures, plan.departure_from, "left"))
+            lo = int(self.departures.searchsorted(plan.departure_from))
         if plan.departure_to is not None:
-            hi = int(np.searchsorted(self.departures, plan.departure_to, "left"))
+            hi = int(self.departures.searchsorted(plan.departure_to))
         if plan.after is not None:
             split = self._split(plan.after, strictly_after=not plan.descending)
             if plan.descending:
@@ -396,7 +400,8 @@ class Run:
                 rows: IntArray = np.arange(lo + start, lo + stop)
             else:
                 rows = posted[start:stop]
-            matched = rows[self._matches(plan, checks, rows)]
+            mask = self._matches(plan, checks, rows)
+            matched = rows if mask is None else rows[mask]
             if plan.descending:
                 matched = matched[::-1]
             found.append(matched)
@@ -405,17 +410,25 @@ class Run:
             chunk = min(chunk * 2, _MAX_CHUNK)
         if not found:
             return np.empty(0, np.int64)
-        result: IntArray = np.concatenate(found)[: plan.want]
+        # Usually the first chunk is enough.
+        result: IntArray = (found[0] if len(found) == 1 else np.concatenate(found))[: plan.want]
         return result
 
-    def _matches(self, plan: Plan, checks: dict[str, int], rows: IntArray) -> BoolArray:
-        dead = self._dead
-        mask: BoolArray = np.ones(len(rows), np.bool_) if dead is None else ~dead[rows]
+    def _matches(self, plan: Plan, checks: dict[str, int], rows: IntArray) -> BoolArray | None:
+        """Which of ``rows`` match; None when all of them do (no check to make)."""
+        masks: list[BoolArray] = []
+        if self._dead is not None:
+            masks.append(~self._dead.take(rows))
         for name, code in checks.items():
-            mask &= self.codes[name][rows] == code
+            masks.append(self.codes[name].take(rows) == code)
         if plan.status is not None:
-            mask &= self.codes["status"][rows] == plan.status
+            masks.append(self.codes["status"].take(rows) == plan.status)
         if plan.min_dep_delay is not None:
             delays = self.packed["dep_delay_minutes"].unpack(rows)
-            mask &= (delays != NULL) & (delays >= plan.min_dep_delay)
+            masks.append((delays != NULL) & (delays >= plan.min_dep_delay))
+        if not masks:
+            return None
+        mask = masks[0]
+        for other in masks[1:]:
+            mask &= other
         return mask
