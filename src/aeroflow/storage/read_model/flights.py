@@ -55,7 +55,7 @@ _UPDATED_LINE: Final = _LINES["updated_at"]
 # instant into its day and time of day; other lines stay whole (quotient, remainder 0).
 _DIVISORS: Final = np.ones((LINE_COUNT, 1), np.int64)
 _DIVISORS[KEY_LINE] = ids.DATES
-_DIVISORS[[*_INSTANT_LINES, _LOCAL_LINE]] = _DAY
+_DIVISORS[[*_INSTANT_LINES, _LOCAL_LINE, _UPDATED_LINE]] = _DAY
 
 
 def _day(day: int) -> datetime:
@@ -88,16 +88,18 @@ def to_flights(rows: RowValues, dictionaries: dict[str, Dictionary]) -> list[Fli
     parts: list[list[int]] = remainders.tolist()
     columns: dict[str, list[Any]] = {
         "flight_id": ids.decode_parts(whole[KEY_LINE], parts[KEY_LINE]),
-        # Ingest times are unique to the microsecond: a memo would only miss, and churn.
-        "updated_at": [_EPOCH + _MICROSECOND * v for v in whole[_UPDATED_LINE]],
     }
-    # The instants and the local departure in one pass each: days, times of day, additions.
+    # Every datetime in one pass of each kind: days, times of day, additions.
     days = _DAYS.many(list(itertools.chain.from_iterable(whole[i] for i in _INSTANT_LINES)))
     days += _LOCAL_DAYS.many(whole[_LOCAL_LINE])
+    days += _DAYS.many(whole[_UPDATED_LINE])
     times = list(itertools.chain.from_iterable(parts[i] for i in _INSTANT_LINES))
     times += parts[_LOCAL_LINE]
-    datetimes = list(map(operator.add, days, _TIMES_OF_DAY.many(times)))
-    for at, name in enumerate((*_INSTANTS, "scheduled_departure_local")):
+    times_of_day = _TIMES_OF_DAY.many(times)
+    # Ingest times are unique to the microsecond: a memo would only miss, and churn.
+    times_of_day += map(_MICROSECOND.__mul__, parts[_UPDATED_LINE])
+    datetimes = list(map(operator.add, days, times_of_day))
+    for at, name in enumerate((*_INSTANTS, "scheduled_departure_local", "updated_at")):
         columns[name] = datetimes[at * count : (at + 1) * count]
     for name in INTEGERS:
         columns[name] = whole[PACKED_LINES[name]]
