@@ -31,6 +31,14 @@ _MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 _MAX_EARLY = timedelta(hours=24)
 _MAX_LATE = timedelta(hours=72)
 _MAX_SCHEDULED_DURATION = timedelta(hours=24)
+# The same bounds in µs since the epoch (see _check_consistency).
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_MIN_TIME_US = (_MIN_TIME - _EPOCH) // _US
+_MAX_TIME_US = (_MAX_TIME - _EPOCH) // _US
+_MAX_EARLY_US = _MAX_EARLY // _US
+_MAX_LATE_US = _MAX_LATE // _US
+_MAX_SCHEDULED_DURATION_US = _MAX_SCHEDULED_DURATION // _US
 
 
 class FlightStatus(StrEnum):
@@ -39,6 +47,10 @@ class FlightStatus(StrEnum):
     ARRIVED = "arrived"
     CANCELLED = "cancelled"
     DIVERTED = "diverted"
+
+
+_NEEDS_DEPARTURE = frozenset({FlightStatus.DEPARTED, FlightStatus.ARRIVED, FlightStatus.DIVERTED})
+_NO_ACTUALS = frozenset({FlightStatus.SCHEDULED, FlightStatus.CANCELLED})
 
 
 class FlightEvent(BaseModel):
@@ -65,43 +77,54 @@ class FlightEvent(BaseModel):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
-        for name in (
-            "scheduled_departure",
-            "scheduled_arrival",
-            "actual_departure",
-            "actual_arrival",
-            "event_time",
+        # Every instant as integer µs since the epoch, once: comparing aware datetimes whose
+        # zones differ calls utcoffset() on both sides each time, which was most of this
+        # check's cost (~12 µs per event). Integer µs are exact, as timedelta arithmetic is.
+        dep_at = _micros(self.scheduled_departure)
+        arr_at = _micros(self.scheduled_arrival)
+        actual_dep = self.actual_departure
+        actual_arr = self.actual_arrival
+        actual_dep_at = None if actual_dep is None else _micros(actual_dep)
+        actual_arr_at = None if actual_arr is None else _micros(actual_arr)
+        for name, at in (
+            ("scheduled_departure", dep_at),
+            ("scheduled_arrival", arr_at),
+            ("actual_departure", actual_dep_at),
+            ("actual_arrival", actual_arr_at),
+            ("event_time", _micros(self.event_time)),
         ):
-            value: datetime | None = getattr(self, name)
-            if value is not None and not _MIN_TIME <= value < _MAX_TIME:
+            if at is not None and not _MIN_TIME_US <= at < _MAX_TIME_US:
                 raise ValueError(f"{name} is outside 1950..2100")
         if self.origin == self.destination:
             raise ValueError("origin and destination must differ")
-        duration = self.scheduled_arrival - self.scheduled_departure
-        if duration <= timedelta(0):
+        duration = arr_at - dep_at
+        if duration <= 0:
             raise ValueError("scheduled_arrival must be after scheduled_departure")
-        if duration > _MAX_SCHEDULED_DURATION:
+        if duration > _MAX_SCHEDULED_DURATION_US:
             raise ValueError("scheduled flight longer than 24 hours")
-        self._check_actuals()
+        self._check_actuals(dep_at, arr_at, actual_dep_at, actual_arr_at)
         return self
 
-    def _check_actuals(self) -> None:
-        dep, arr = self.actual_departure, self.actual_arrival
-        needs_departure = {FlightStatus.DEPARTED, FlightStatus.ARRIVED, FlightStatus.DIVERTED}
-        if self.status in needs_departure and dep is None:
-            raise ValueError(f"status {self.status} requires actual_departure")
-        if self.status is FlightStatus.ARRIVED and arr is None:
+    def _check_actuals(
+        self, dep_at: int, arr_at: int, actual_dep_at: int | None, actual_arr_at: int | None
+    ) -> None:
+        status = self.status
+        if status in _NEEDS_DEPARTURE and actual_dep_at is None:
+            raise ValueError(f"status {status} requires actual_departure")
+        if status is FlightStatus.ARRIVED and actual_arr_at is None:
             raise ValueError("status arrived requires actual_arrival")
-        if self.status in {FlightStatus.SCHEDULED, FlightStatus.CANCELLED} and (dep or arr):
-            raise ValueError(f"status {self.status} cannot have actual times")
-        if self.status is FlightStatus.DEPARTED and arr is not None:
+        if status in _NO_ACTUALS and (actual_dep_at is not None or actual_arr_at is not None):
+            raise ValueError(f"status {status} cannot have actual times")
+        if status is FlightStatus.DEPARTED and actual_arr_at is not None:
             raise ValueError("status departed cannot have actual_arrival")
-        if dep is not None and not (-_MAX_EARLY <= dep - self.scheduled_departure <= _MAX_LATE):
+        if actual_dep_at is not None and not (
+            -_MAX_EARLY_US <= actual_dep_at - dep_at <= _MAX_LATE_US
+        ):
             raise ValueError("actual_departure is implausibly far from scheduled_departure")
-        if arr is not None:
-            if dep is None or arr <= dep:
+        if actual_arr_at is not None:
+            if actual_dep_at is None or actual_arr_at <= actual_dep_at:
                 raise ValueError("actual_arrival must be after actual_departure")
-            if not -_MAX_EARLY <= arr - self.scheduled_arrival <= _MAX_LATE:
+            if not -_MAX_EARLY_US <= actual_arr_at - arr_at <= _MAX_LATE_US:
                 raise ValueError("actual_arrival is implausibly far from scheduled_arrival")
 
     # --- derived fields ------------------------------------------------------------------
@@ -138,6 +161,13 @@ def _minutes_between(scheduled: datetime, actual: datetime | None) -> int | None
     if actual is None:
         return None
     return round((actual - scheduled).total_seconds() / 60)
+
+
+def _micros(value: datetime) -> int:
+    """An aware instant as µs since the epoch, exactly (a timedelta's fields: faster than
+    dividing it by one µs)."""
+    since = value - _EPOCH
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
 
 
 def to_utc(value: datetime) -> datetime:
