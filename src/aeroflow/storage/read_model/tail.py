@@ -51,6 +51,7 @@ class Tail:
             *(c.ints[name] for name in PACKED),
             *(c.codes[name] for name in CODED),
         ]
+        rows = rows.astype(np.intp, copy=False)  # once, not by each take
         lines = np.array([column.take(rows) for column in columns], np.int64)
         packed = lines[2 : 2 + len(PACKED)]
         nulls = packed == NULL
