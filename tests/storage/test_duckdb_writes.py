@@ -308,7 +308,7 @@ class _FailingUpsertStore(DuckDBFlightStore):
         super().__init__(path)
         self.error = error
 
-    def _upsert_flights(self, cursor: duckdb.DuckDBPyConnection, rows: object) -> None:
+    def _upsert_flights(self, cursor: duckdb.DuckDBPyConnection, *args: object) -> None:
         raise self.error
 
 
