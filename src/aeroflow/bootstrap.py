@@ -6,6 +6,7 @@ receives its collaborators as arguments.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
@@ -82,6 +83,14 @@ def configure_observability(settings: Settings) -> None:
     configure_tracing(settings)
 
 
+def _freeze_startup_objects() -> None:
+    """Keep what startup built (modules, the app, the store and its read model, ~130 k objects)
+    out of every later full garbage collection, which would otherwise walk all of it: measured
+    on the sample, 20-105 ms pauses that set the p99 of point lookups; none after the freeze."""
+    gc.collect()
+    gc.freeze()
+
+
 def build_app(
     settings: Settings, role: Role = Role.SERVE, *, subscription: str | None = None
 ) -> FastAPI:
@@ -140,6 +149,7 @@ def _compose(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if committer is not None:
             committer.start()
+        _freeze_startup_objects()
         try:
             if committer is not None and subscription is not None:
                 from aeroflow.ingest.worker import PullWorker
@@ -157,6 +167,7 @@ def _compose(
                 committer.drain(settings.ingest_drain_timeout_seconds)
             store.close()
             shutdown_tracing()
+            gc.unfreeze()  # what startup built may be garbage now (tests start many apps)
 
     app = create_app(
         settings,
