@@ -11,6 +11,7 @@ bytes, and any microsecond value still round-trips exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aeroflow.domain.schema import FLIGHTS
+from aeroflow.storage.port import Flight
 from aeroflow.storage.read_model import ids
 
 Int64Array = npt.NDArray[np.int64]
@@ -58,19 +61,10 @@ CODED: Final = {
 }
 # NOT NULL in ``flights``: checked once per batch in ``FlightColumns.from_arrow``, so building
 # a page need not look for NULLs in them.
-REQUIRED: Final = (
-    "flight_id",
-    "carrier",
-    "flight_number",
-    "origin",
-    "destination",
-    "scheduled_departure",
-    "scheduled_arrival",
-    "scheduled_departure_local",
-    "status",
-    "distance_miles",
-    "event_time",
-    "updated_at",
+REQUIRED: Final = tuple(
+    column.name
+    for column in FLIGHTS.columns
+    if column.required and column.name in {f.name for f in dataclasses.fields(Flight)}
 )
 TIMESTAMP_COLUMNS: Final = frozenset(("scheduled_departure", *RELATIVE_TIMES, *ABSOLUTE_TIMES)) - {
     "scheduled_departure_local"

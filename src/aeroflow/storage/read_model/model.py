@@ -17,6 +17,7 @@ writer for a batch's (about a millisecond per thousand rows).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -45,26 +46,9 @@ from aeroflow.storage.read_model.tail import Tail
 log = logging.getLogger(__name__)
 
 
-_COLUMNS: Final = (
-    "flight_id",
-    "carrier",
-    "flight_number",
-    "origin",
-    "destination",
-    "scheduled_departure",
-    "scheduled_arrival",
-    "scheduled_departure_local",
-    "status",
-    "actual_departure",
-    "actual_arrival",
-    "dep_delay_minutes",
-    "arr_delay_minutes",
-    "tail_number",
-    "distance_miles",
-    "air_time_minutes",
-    "event_time",
-    "updated_at",
-)
+# Exactly the fields of port.Flight, in its order (``flights`` also keeps the recency columns,
+# which the model does not need: DuckDB orders the writes).
+_COLUMNS: Final = tuple(field.name for field in dataclasses.fields(Flight))
 # Ordered by DuckDB, so the chunks arrive as one sorted run: sorting in numpy instead peaked
 # ~400 MiB higher at 10 M flights (lexsort's temporaries, on top of DuckDB's buffer pool).
 _LOAD_SQL: Final = (
