@@ -23,9 +23,8 @@ from aeroflow.storage.port import (
     FlightQuery,
     FlightStore,
     GroupBy,
-    WriteBatch,
-    WriteResult,
 )
+from store_wrapper import DelegatingStore
 
 from .support import AppFactory
 
@@ -38,9 +37,9 @@ def _on_event_loop() -> bool:
     return True
 
 
-class _ThreadNotingStore:
+class _ThreadNotingStore(DelegatingStore):
     def __init__(self, store: FlightStore, *, reads_block: bool) -> None:
-        self._store = store
+        super().__init__(store)
         self._reads_block = reads_block
         self.on_loop: dict[str, bool] = {}
 
@@ -48,27 +47,21 @@ class _ThreadNotingStore:
     def reads_block(self) -> bool:
         return self._reads_block
 
-    def write_batch(self, batch: WriteBatch) -> WriteResult:
-        return self._store.write_batch(batch)
-
     def list_flights(self, query: FlightQuery) -> FlightPage:
         self.on_loop["list_flights"] = _on_event_loop()
-        return self._store.list_flights(query)
+        return super().list_flights(query)
 
     def get_flight(self, flight_id: str) -> Flight | None:
         self.on_loop["get_flight"] = _on_event_loop()
-        return self._store.get_flight(flight_id)
+        return super().get_flight(flight_id)
 
     def delay_stats(self, group_by: GroupBy, flight_filter: FlightFilter) -> Sequence[DelayStats]:
         self.on_loop["delay_stats"] = _on_event_loop()
-        return self._store.delay_stats(group_by, flight_filter)
+        return super().delay_stats(group_by, flight_filter)
 
     def ping(self) -> None:
         self.on_loop["ping"] = _on_event_loop()
-        self._store.ping()
-
-    def close(self) -> None:
-        self._store.close()
+        super().ping()
 
 
 def _requests(client: TestClient) -> dict[str, Any]:
