@@ -41,7 +41,7 @@ from aeroflow.api.params import (
 )
 from aeroflow.api.reads import read
 from aeroflow.api.routes import flights
-from aeroflow.domain.events import FLIGHT_ID_RE, FlightStatus
+from aeroflow.domain.events import AIRPORT_PATTERN, CARRIER_PATTERN, FLIGHT_ID_RE, FlightStatus
 from aeroflow.storage.port import (
     FlightFilter,
     FlightQuery,
@@ -53,8 +53,9 @@ from aeroflow.storage.port import (
 LIST_PATH: Final = "/v1/flights"
 _ITEM_PREFIX: Final = LIST_PATH + "/"
 _LIST_NAMES: Final = frozenset(LIST_PARAMS)
-_CARRIER_RE: Final = re.compile(r"[A-Z0-9]{2}")
-_AIRPORT_RE: Final = re.compile(r"[A-Z]{3}")
+# The route's own patterns (anchored; matched with fullmatch, so no trailing newline passes).
+_CARRIER_RE: Final = re.compile(CARRIER_PATTERN)
+_AIRPORT_RE: Final = re.compile(AIRPORT_PATTERN)
 # Canonical spellings only; pydantic accepts more ("+5", " 5", "05"), and those go the long way.
 _LIMIT_RE: Final = re.compile(r"[1-9][0-9]{0,3}")
 _DELAY_RE: Final = re.compile(r"-?(?:0|[1-9][0-9]{0,5})")

@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from aeroflow.api.cursor import MAX_CURSOR_CHARS
 from aeroflow.api.errors import ApiError, ErrorCode
-from aeroflow.domain.events import FlightStatus
+from aeroflow.domain.events import AIRPORT_PATTERN, CARRIER_PATTERN, FlightStatus
 from aeroflow.storage.port import FlightFilter, GroupBy, SortOrder
 
 MAX_LIMIT = 1000
@@ -97,13 +97,13 @@ TimeBound = Annotated[
 
 CarrierParam = Annotated[
     str | None,
-    Query(pattern=r"^[A-Z0-9]{2}$", description="IATA airline designator, e.g. `UA`."),
+    Query(pattern=CARRIER_PATTERN, description="IATA airline designator, e.g. `UA`."),
 ]
 OriginParam = Annotated[
-    str | None, Query(pattern=r"^[A-Z]{3}$", description="IATA departure airport, e.g. `EWR`.")
+    str | None, Query(pattern=AIRPORT_PATTERN, description="IATA departure airport, e.g. `EWR`.")
 ]
 DestinationParam = Annotated[
-    str | None, Query(pattern=r"^[A-Z]{3}$", description="IATA arrival airport, e.g. `IAH`.")
+    str | None, Query(pattern=AIRPORT_PATTERN, description="IATA arrival airport, e.g. `IAH`.")
 ]
 StatusParam = Annotated[FlightStatus | None, Query(description="Current status of the flight.")]
 DepartureFromParam = Annotated[

@@ -21,8 +21,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 FLIGHT_ID_PATTERN = r"^[A-Z0-9]{2}[0-9]{4}-[A-Z]{3}-[0-9]{8}$"
 FLIGHT_ID_RE = re.compile(FLIGHT_ID_PATTERN)
 
-CarrierCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2}$")]
-AirportCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+CARRIER_PATTERN = r"^[A-Z0-9]{2}$"  # IATA airline designator
+AIRPORT_PATTERN = r"^[A-Z]{3}$"  # IATA airport code
+
+CarrierCode = Annotated[str, StringConstraints(pattern=CARRIER_PATTERN)]
+AirportCode = Annotated[str, StringConstraints(pattern=AIRPORT_PATTERN)]
 TailNumber = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9-]{2,10}$")]
 
 # Real schedules stay well inside these; anything outside is a broken producer, not a flight.
