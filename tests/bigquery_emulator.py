@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pytest
 from google.cloud import bigquery
 
+from aeroflow.devtools.bigquery_emulator import RunningEmulator, emulator_python, running_emulator
 from aeroflow.storage.bigquery import BigQueryFlightStore
-from aeroflow.storage.bigquery_emulator import RunningEmulator, emulator_python, running_emulator
 from aeroflow.storage.bigquery_setup import create_dataset_and_tables
 
 PROJECT = "aeroflow-test"

@@ -92,7 +92,7 @@ def test_tail_gives_the_end_of_a_log_or_says_there_is_none(tmp_path: Path) -> No
 
 @pytest.mark.emulator
 def test_the_bigquery_emulator_runs_in_a_session_of_its_own(tmp_path: Path) -> None:
-    from aeroflow.storage.bigquery_emulator import emulator_python, running_emulator
+    from aeroflow.devtools.bigquery_emulator import emulator_python, running_emulator
 
     if not emulator_python().exists():
         pytest.skip(f"BigQuery emulator not installed: {emulator_python()} is missing")

@@ -32,9 +32,9 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from aeroflow.devtools.bigquery_emulator import emulator_python
 from aeroflow.devtools.pubsub_emulator import find_launcher, free_port, not_installed_reason
 from aeroflow.ingest.samples import nycflights13_events
-from aeroflow.storage.bigquery_emulator import emulator_python
 from pubsub_emulator import read_all_flights, utc_iso
 
 # 70 s on an idle machine, over 3 minutes with CI and benchmarks on the same 2 cores.

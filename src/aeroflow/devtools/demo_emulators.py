@@ -40,6 +40,7 @@ from typing import Annotated, Final
 import typer
 from rich.console import Console
 
+from aeroflow.devtools.bigquery_emulator import EmulatorNotInstalledError, running_emulator
 from aeroflow.devtools.child_process import (
     ChildExitedError,
     free_port,
@@ -56,7 +57,6 @@ from aeroflow.devtools.pubsub_emulator import (
 from aeroflow.devtools.pubsub_resources import PushDelivery, create_flight_event_topics
 from aeroflow.settings import Settings
 from aeroflow.storage.bigquery import build_bigquery_client
-from aeroflow.storage.bigquery_emulator import EmulatorNotInstalledError, running_emulator
 from aeroflow.storage.bigquery_setup import create_dataset_and_tables
 
 DEFAULT_LIMIT: Final = 200
