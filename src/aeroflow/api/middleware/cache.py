@@ -58,6 +58,15 @@ class CachedResponse:
     route: Any  # the matched route, for the metrics and access log labels
 
 
+# An entry as the LRU holds it, flat: (version, body, etag, route slot, name, value, name, ...).
+# The collector stops tracking a tuple of ints and bytes at the first young collection that
+# sees it (a nested tuple would take one more collection per level, long enough to be promoted),
+# so entries are never promoted nor walked by full collections, whose pauses otherwise grow
+# with the number of entries and set the p99 of uncacheable workloads.
+_Stored = tuple[Any, ...]
+_VERSION, _BODY, _ETAG_AT, _ROUTE, _HEADERS = range(5)
+
+
 class _LruBytes:
     """Least-recently-used entries under a byte budget (bodies dominate the size)."""
 
@@ -65,17 +74,23 @@ class _LruBytes:
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes
         self.size = 0
-        self._entries: OrderedDict[CacheKey, CachedResponse] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, _Stored] = OrderedDict()
+        # Routes are objects the collector tracks: entries name them by slot instead. Bounded
+        # by the app's routes; the list keeps each one alive, so an id is never reused.
+        self._routes: list[Any] = []
+        self._route_slots: dict[int, int] = {}
 
     def get(self, key: CacheKey, version: int) -> CachedResponse | None:
-        entry = self._entries.get(key)
-        if entry is None:
+        stored = self._entries.get(key)
+        if stored is None:
             return None
-        if entry.version != version:
+        if stored[_VERSION] != version:
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        return entry
+        headers = tuple(zip(stored[_HEADERS::2], stored[_HEADERS + 1 :: 2], strict=True))
+        route = self._routes[stored[_ROUTE]]
+        return CachedResponse(version, headers, stored[_BODY], stored[_ETAG_AT], route)
 
     def put(self, key: CacheKey, entry: CachedResponse) -> None:
         cost = len(entry.body)
@@ -83,13 +98,23 @@ class _LruBytes:
             return
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = entry
+        fields = [entry.version, entry.body, entry.etag, self._slot(entry)]
+        for name, value in entry.headers:
+            fields += (name, value)
+        self._entries[key] = tuple(fields)
         self.size += cost
         while self.size > self.max_bytes and self._entries:
             self._drop(next(iter(self._entries)))
 
+    def _slot(self, entry: CachedResponse) -> int:
+        slot = self._route_slots.get(id(entry.route))
+        if slot is None:
+            slot = self._route_slots[id(entry.route)] = len(self._routes)
+            self._routes.append(entry.route)
+        return slot
+
     def _drop(self, key: CacheKey) -> None:
-        self.size -= len(self._entries.pop(key).body)
+        self.size -= len(self._entries.pop(key)[_BODY])
 
     def __len__(self) -> int:
         return len(self._entries)
