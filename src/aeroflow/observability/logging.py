@@ -14,10 +14,13 @@ joins with the metrics' ``route`` label, and no cursor, key or user text reaches
 from __future__ import annotations
 
 import logging
+import math
+import os
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import IO, Any, Final
+from typing import IO, Any, ClassVar, Final
 
 import orjson
 
@@ -52,8 +55,26 @@ _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 _CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3", "google.auth")
 
 
+# (second, "YYYY-MM-DDTHH:MM:SS") of the last line: one line per request shares its second with
+# thousands of others, and formatting the date and time is most of a timestamp's cost.
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def _rfc3339(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    """``datetime.fromtimestamp(timestamp, UTC)`` in RFC 3339 with microseconds and ``Z``."""
+    global _last_second  # one tuple, replaced whole: safe across threads
+    # Rounded to the microsecond as datetime.fromtimestamp rounds (half to even, carried).
+    fraction, whole = math.modf(timestamp)
+    second, micros = int(whole), round(fraction * 1e6)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    elif micros < 0:
+        second, micros = second - 1, micros + 1_000_000
+    cached = _last_second
+    if cached[0] != second:
+        stamp = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6]
+        cached = _last_second = (second, stamp)
+    return f"{cached[1]}.{micros:06d}Z"
 
 
 def _trace_fields(ids: TraceIds, project_id: str | None) -> dict[str, Any]:
@@ -64,6 +85,12 @@ def _trace_fields(ids: TraceIds, project_id: str | None) -> dict[str, Any]:
     if ids.span_id:
         fields[SPAN_KEY] = ids.span_id
     return fields
+
+
+def _bare_request_record(record: logging.LogRecord) -> bool:
+    """A request line's own record with nothing added since (by a filter, say): it has no
+    ``extra`` keys, so the formatter need not look for them."""
+    return type(record) is _RequestRecord and len(record.__dict__) == _RequestRecord.SIZE
 
 
 class CloudLoggingFormatter(logging.Formatter):
@@ -89,10 +116,11 @@ class CloudLoggingFormatter(logging.Formatter):
         # Plain ``extra={...}`` keys are kept too, so third-party loggers lose nothing.
         # A set difference rather than a loop over the record's ~25 attributes: this runs for
         # every request's line, and almost never finds anything.
-        extras = record.__dict__.keys() - _RESERVED
-        for key in sorted(extras):
-            if not key.startswith("_"):
-                entry.setdefault(key, record.__dict__[key])
+        if not _bare_request_record(record):
+            extras = record.__dict__.keys() - _RESERVED
+            for key in sorted(extras):
+                if not key.startswith("_"):
+                    entry.setdefault(key, record.__dict__[key])
         if TRACE_KEY not in entry:
             if not isinstance(ids, TraceIds):
                 ids = current_trace_ids()
@@ -172,6 +200,16 @@ def request_url(route: str, query_keys: Iterable[str] = ()) -> str:
     return f"{route}?{'&'.join(names)}" if names else route
 
 
+_REQUESTS: Final = logging.getLogger(REQUEST_LOGGER)
+_REQUEST_MESSAGE: Final = "%s %s %d"
+_REQUEST_FUNC: Final = "log_request"
+_FILENAME: Final = os.path.basename(__file__)
+_MODULE: Final = os.path.splitext(_FILENAME)[0]
+_START_TIME: Final[float] = logging._startTime  # type: ignore[attr-defined]
+# Python 3.12+ records name the asyncio task (``logAsyncioTasks``); 3.11 has no such field.
+_TASK_NAMES: Final = hasattr(logging, "logAsyncioTasks")
+
+
 def log_request(
     *,
     method: str,
@@ -214,29 +252,82 @@ def log_request(
         fields["apiClient"] = api_client
     if trace_ids is not None:
         fields[TRACE_IDS] = trace_ids
-    logger = logging.getLogger(REQUEST_LOGGER)
     level = logging.ERROR if status >= 500 else logging.INFO
-    if not logger.isEnabledFor(level):
+    if not _REQUESTS.isEnabledFor(level):
         return
+    args = (method, route, status)
     if level >= logging.WARNING:
         # Only these lines carry a sourceLocation, worth the caller lookup's stack walk.
-        logger.log(level, "%s %s %d", method, route, status, extra={FIELDS: fields})
+        _REQUESTS.log(level, _REQUEST_MESSAGE, *args, extra={FIELDS: fields})
         return
-    # One line per request on the hot path: build the record directly, without the stack walk
+    # One line per request on the hot path: the record is built without the stack walk
     # ``Logger.log`` does to find the caller (a third of the line's cost), which INFO lines
-    # never print.
-    record = logger.makeRecord(
-        logger.name,
-        level,
-        __file__,
-        0,
-        "%s %s %d",
-        (method, route, status),
-        None,
-        func="log_request",
-        extra={FIELDS: fields},
+    # never print, and without LogRecord's per-call path splitting when nothing customises
+    # records.
+    if _plain_records():
+        record: logging.LogRecord = _RequestRecord(level, args, fields)
+    else:
+        record = _REQUESTS.makeRecord(
+            REQUEST_LOGGER,
+            level,
+            __file__,
+            0,
+            _REQUEST_MESSAGE,
+            args,
+            None,
+            func=_REQUEST_FUNC,
+            extra={FIELDS: fields},
+        )
+    _REQUESTS.handle(record)
+
+
+def _plain_records() -> bool:
+    """True while records are LogRecords with no thread or process names looked up (as
+    :func:`configure_logging` sets it up), which :class:`_RequestRecord` reproduces."""
+    return (
+        logging.getLogRecordFactory() is logging.LogRecord
+        and not logging.logThreads
+        and not logging.logProcesses
+        and not logging.logMultiprocessing
+        and not getattr(logging, "logAsyncioTasks", False)
     )
-    logger.handle(record)
+
+
+class _RequestRecord(logging.LogRecord):
+    """The record ``makeRecord`` would build for a request line, attribute for attribute, set
+    directly: ``LogRecord.__init__`` splits the source path and checks its arguments on every
+    call. Only used when :func:`_plain_records` holds."""
+
+    SIZE: ClassVar[int] = 0  # attributes of a fresh record, set below the class
+
+    def __init__(self, level: int, args: tuple[str, str, int], fields: dict[str, Any]) -> None:
+        created = time.time()
+        self.name = REQUEST_LOGGER
+        self.msg = _REQUEST_MESSAGE
+        self.args = args
+        self.levelname = logging.getLevelName(level)
+        self.levelno = level
+        self.pathname = __file__
+        self.filename = _FILENAME
+        self.module = _MODULE
+        self.exc_info = None
+        self.exc_text = None
+        self.stack_info = None
+        self.lineno = 0
+        self.funcName = _REQUEST_FUNC
+        self.created = created
+        self.msecs = int((created - int(created)) * 1000) + 0.0
+        self.relativeCreated = (created - _START_TIME) * 1000
+        self.thread = None
+        self.threadName = None
+        self.processName = None
+        self.process = None
+        if _TASK_NAMES:
+            self.taskName = None
+        setattr(self, FIELDS, fields)
+
+
+_RequestRecord.SIZE = len(_RequestRecord(logging.INFO, ("GET", "/", 200), {}).__dict__)
 
 
 def log_batch(
