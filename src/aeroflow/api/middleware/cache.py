@@ -22,13 +22,13 @@ ETags: every 200 of a cacheable route carries a strong ETag of its body, and a m
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from xxhash import xxh3_128_hexdigest
 
 # Routes whose answers depend only on the request and the stored data.
 CACHEABLE_PREFIXES: Final = ("/v1/flights", "/v1/stats/")
@@ -121,8 +121,9 @@ class _LruBytes:
 
 
 def make_etag(body: bytes) -> bytes:
-    # 96 bits of SHA-256: twice as fast as BLAKE2b here (the CPU hashes SHA-256 in hardware).
-    return b'"' + hashlib.sha256(body).hexdigest()[:24].encode() + b'"'
+    # 96 bits of XXH3-128: an ETag only has to change when the body does, which needs no
+    # cryptographic hash; SHA-256 cost 7-14 us on a 9 KB page, XXH3 0.3 us.
+    return b'"' + xxh3_128_hexdigest(body)[:24].encode() + b'"'
 
 
 def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
