@@ -1,0 +1,75 @@
+"""How runs are built: posting lists, and the model read from the store in departure ranges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from storage_factories import flight_dataset
+
+from aeroflow.storage.duckdb import DuckDBFlightStore
+from aeroflow.storage.read_model.load import sorted_batches
+from aeroflow.storage.read_model.run import Postings
+
+
+def _reference(codes: np.ndarray, size: int) -> tuple[list[int], list[int]]:
+    """Posting lists as a whole-column stable argsort makes them (the former build)."""
+    rows = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes[codes >= 0], minlength=size)
+    nulls = int((codes < 0).sum())
+    starts = np.concatenate(([0], np.cumsum(counts))) + nulls
+    return rows.tolist(), starts.tolist()
+
+
+@settings(max_examples=200)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda size: st.tuples(
+            st.just(size), st.lists(st.integers(-1, size - 1), max_size=300), st.integers(1, 64)
+        )
+    )
+)
+def test_postings_built_in_chunks_equal_a_whole_argsort(
+    case: tuple[int, list[int], int],
+) -> None:
+    size, values, chunk_rows = case
+    codes = np.array(values, np.int8)
+    built = Postings.build(codes, size, chunk_rows=chunk_rows)
+    rows, starts = _reference(codes, size)
+    assert built.rows.tolist() == rows
+    assert built.starts.tolist() == starts
+    assert built.rows.dtype == np.int32
+    for code in range(size):
+        assert built.of(code).tolist() == np.flatnonzero(codes == code).tolist()
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store file holding 300 flights, some departing at the same instant."""
+    path = tmp_path_factory.mktemp("build") / "store.duckdb"
+    store = DuckDBFlightStore(path, read_model=False)
+    for batch in flight_dataset(300, seed=11).batches(60):
+        store.write_batch(batch)
+    store.close()
+    return path
+
+
+@pytest.mark.parametrize("range_rows", [1, 17, 299, 300, 10_000])
+def test_departure_ranges_read_the_same_rows_in_the_same_order(
+    stored: Path, range_rows: int
+) -> None:
+    columns = ("flight_id", "scheduled_departure", "carrier", "tail_number")
+    with duckdb.connect(str(stored), read_only=True) as conn:
+        whole = conn.execute(
+            f"SELECT {', '.join(columns)} FROM flights"  # noqa: S608 - constants
+            " ORDER BY scheduled_departure, flight_id"
+        ).fetchall()
+        batches = list(sorted_batches(conn, columns, range_rows=range_rows, batch_rows=7))
+    assert all(batch.num_rows <= 7 for batch in batches)
+    ranged = [tuple(row.values()) for batch in batches for row in batch.to_pylist()]
+    assert ranged == whole
+    assert len({row[0] for row in ranged}) == 300
