@@ -19,6 +19,7 @@ from aeroflow.ingest.committer import (
     CommitterOverloadedError,
     GroupCommitter,
     Outcome,
+    company_to_wait_for,
 )
 from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import (
@@ -342,3 +343,43 @@ def test_a_lone_sender_is_not_held_back_by_the_batch_window(store: RecordingStor
     assert [f.result(5) for f in burst] == [Outcome.STORED] * 50
     committer.drain(5)
     assert store.batches[-1] == 50
+
+
+def test_a_batch_waits_for_the_senders_in_flight_and_no_more() -> None:
+    # 50 written, 14 queued meanwhile: the 50 acked senders are sending again, wait for all 64.
+    assert company_to_wait_for(14, in_flight=64, last_batch=50, max_batch=2000) == (64, True)
+    assert company_to_wait_for(1, in_flight=64, last_batch=64, max_batch=2000) == (64, True)
+    # Half a batch or more queued: commits overlap well; no more than were in flight.
+    assert company_to_wait_for(25, in_flight=75, last_batch=50, max_batch=2000) == (75, False)
+    assert company_to_wait_for(20, in_flight=20, last_batch=20, max_batch=2000) == (20, False)
+    assert company_to_wait_for(250, in_flight=3000, last_batch=250, max_batch=2000) == (
+        2000,
+        False,
+    )
+
+
+def test_steady_senders_are_written_together_without_waiting_out_the_window(
+    store: RecordingStore,
+) -> None:
+    # 20 senders, each sending again once acked. The window (3 s) would hold every round for
+    # its whole length if the writer waited for more than the 20 senders it can expect.
+    committer = GroupCommitter(store, max_batch=1000, max_wait_seconds=3.0)
+    committer.start()
+    senders, rounds = 20, 4
+
+    async def sender(number: int) -> list[Outcome]:
+        outcomes = []
+        for n in range(rounds):
+            event = flight(number * rounds + n + 1)
+            outcomes.append(await committer.submit_async(accepted(f"s{number}-{n}", event)))
+        return outcomes
+
+    async def load() -> list[list[Outcome]]:
+        everyone = asyncio.gather(*(sender(s) for s in range(senders)))
+        # The first round waits out the window (nothing to go by yet); the others must not.
+        return await asyncio.wait_for(everyone, timeout=3.0 + (rounds - 1) * 1.5)
+
+    results = asyncio.run(load())
+    committer.drain(5)
+    assert results == [[Outcome.STORED] * rounds] * senders
+    assert store.batches == [senders] * rounds

@@ -2,11 +2,12 @@
 
 Each push request (or pull callback) submits one decoded message and waits on a Future. The
 writer thread takes everything queued, up to ``max_batch`` items, waiting at most
-``max_wait_seconds`` after the oldest queued item arrived for more to join it, and stores the
-lot with a single ``FlightStore.write_batch``. Only then are the futures resolved, so a caller
-acks a message only after its write is durable. When the write fails, every future of the batch
-fails with StorageUnavailableError and nothing is acked: Pub/Sub redelivers, and the store's
-idempotency by message id makes the retry safe.
+``max_wait_seconds`` after the oldest queued item arrived for more to join it (or, when only a
+few queued during the last commit, for the senders that commit just acked:
+``company_to_wait_for``), and stores the lot with a single ``FlightStore.write_batch``. Only then
+are the futures resolved, so a caller acks a message only after its write is durable. When the
+write fails, every future of the batch fails with StorageUnavailableError and nothing is acked:
+Pub/Sub redelivers, and the store's idempotency by message id makes the retry safe.
 
 One writer thread because DuckDB wants a single writer, and because a few large transactions
 are far cheaper than many small ones on any backend. While one batch is being written the next
@@ -113,6 +114,11 @@ class GroupCommitter:
         self._thread: threading.Thread | None = None
         self._warned_unattributed = False
         self._company = True  # did the last batch have more than one message?
+        self._last_batch = 0  # messages in the last batch taken
+        # When the last commit ended: its messages plus those queued meanwhile.
+        self._in_flight = 0
+        # The queue length at which a submitter wakes the writer waiting for company.
+        self._wake_at = max_batch
         self._write_failure: str | None = None  # set by the writer thread only
 
     # --- caller side ---------------------------------------------------------------------
@@ -173,7 +179,7 @@ class GroupCommitter:
         pending = _Pending(item, time.monotonic(), waiter=waiter)
         queue.append(pending)
         queued = len(queue)
-        if queued == 1 or queued >= self._max_batch:
+        if queued == 1 or queued >= self._wake_at:
             with self._cond:
                 self._cond.notify()
         if self._closed:
@@ -191,7 +197,7 @@ class GroupCommitter:
         # Called with self._cond held. The writer needs a wake-up only when it may be idle
         # (first item) or when a full batch is ready.
         self._queue.append(pending)
-        if len(self._queue) == 1 or len(self._queue) >= self._max_batch:
+        if len(self._queue) == 1 or len(self._queue) >= self._wake_at:
             self._cond.notify()
 
     def drain(self, timeout: float) -> None:
@@ -245,17 +251,29 @@ class GroupCommitter:
                     return None
                 self._cond.wait()
             # Wait for company only while the oldest item is younger than max_wait: items that
-            # queued up during the previous commit have already waited and go at once. And not
-            # when the last batch found none: a lone sender (one publisher, a probe) would only
-            # ever add max_wait to each of its messages.
+            # queued up during the previous commit have already waited and go at once, unless
+            # they are few and the last batch's senders are about to join them. Never for more
+            # than were in flight (``company_to_wait_for``). And not when the last batch found
+            # none: a lone sender (one publisher, a probe) would only ever add max_wait to each
+            # of its messages.
             deadline = self._queue[0].enqueued + (self._max_wait if self._company else 0.0)
-            while len(self._queue) < self._max_batch and not self._closed:
+            target = self._max_batch
+            if self._company and self._last_batch:
+                target, returning = company_to_wait_for(
+                    len(self._queue), self._in_flight, self._last_batch, self._max_batch
+                )
+                if returning:
+                    deadline = max(deadline, time.monotonic() + self._max_wait)
+                self._wake_at = target
+            while len(self._queue) < target and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
+            self._wake_at = self._max_batch
             count = min(len(self._queue), self._max_batch)
             self._company = count > 1
+            self._last_batch = count
             return [self._queue.popleft() for _ in range(count)]
 
     def _commit(self, batch: list[_Pending]) -> None:
@@ -277,6 +295,7 @@ class GroupCommitter:
         try:
             result = self._store.write_batch(WriteBatch(accepted=accepted, rejected=rejected))
         except Exception as exc:
+            self._in_flight = len(batch) + len(self._queue)
             # StorageUnavailableError is the expected case; anything else is a bug in an
             # adapter, but the waiting callers must hear about it either way (none is acked),
             # and the writer must survive it.
@@ -285,6 +304,8 @@ class GroupCommitter:
             _FAILED.inc(len(live))
             log.warning("batch write of %d messages failed: %r", len(unique), exc)
             return
+        # Counted before the acks go out: the senders resending after them are not new.
+        self._in_flight = len(batch) + len(self._queue)
         self._write_failure = None
         committed = time.perf_counter()
         metrics.INGEST_COMMIT_DURATION.observe(committed - started)
@@ -323,6 +344,25 @@ class GroupCommitter:
         _STORED.inc(stored)
         _DUPLICATE.inc(duplicates + len(repeats))
         return outcomes
+
+
+def company_to_wait_for(
+    queued: int, in_flight: int, last_batch: int, max_batch: int
+) -> tuple[int, bool]:
+    """(how many messages a batch waits for, whether the senders are on their way).
+
+    ``in_flight``: the last batch's senders plus those who queued during its commit. Under a
+    steady load (publishers that each send again once acked) that is everyone there is: the
+    writer goes as soon as they are all here rather than wait out the window for more.
+
+    On their way: few queued after a larger batch, the others' acks having just gone out
+    with the last commit. A commit's fixed cost is most of a small batch's (~10 of ~17 ms
+    for 50 messages on DuckDB), so the writer then waits for them, up to the window from now:
+    64 publishers otherwise settle into alternating batches of ~50 and ~14, each paying it.
+    With half the last batch or more queued, batches already overlap commits well and the
+    usual window (from the oldest message) applies.
+    """
+    return min(in_flight, max_batch), queued < last_batch // 2
 
 
 def _settle(settlements: Sequence[Settlement]) -> None:
