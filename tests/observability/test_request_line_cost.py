@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry import context as otel_context
 
 from aeroflow.observability import logging as aeroflow_logging
-from aeroflow.observability.logging import FIELDS, REQUEST_LOGGER, configure_logging
+from aeroflow.observability.logging import FIELDS, REQUEST_LOGGER, configure_logging, log_request
+from aeroflow.observability.tracing import TraceIds, extract_http_context
+from json_log_capture import captured_json_logs, json_lines
 
 _TIMING = ("created", "msecs", "relativeCreated")
 
@@ -83,3 +87,69 @@ def test_a_filter_adding_fields_still_gets_them_into_the_line(configured: None) 
     record = aeroflow_logging._RequestRecord(logging.INFO, ("GET", "/", 200), {})
     Tag().filter(record)
     assert '"region":"europe-west1"' in formatter.format(record)
+
+
+_REQUESTS: list[dict[str, Any]] = [
+    {"method": "GET", "route": "/v1/flights", "status": 200, "latency_seconds": 0.0012},
+    {
+        "method": "GET",
+        "route": "/v1/flights/{flight_id}",
+        "status": 404,
+        "latency_seconds": 0.000031,
+        "query_keys": ["b", "a", "b"],
+        "user_agent": "wrk" * 100,
+        "remote_ip": "203.0.113.9",
+        "request_size": 12,
+        "response_size": 981,
+        "protocol": "HTTP/1.1",
+        "api_client": "key-3f2a",
+    },
+    {
+        "method": "POST",
+        "route": "/pubsub/push",
+        "status": 204,
+        "latency_seconds": 0.5,
+        "trace_ids": TraceIds("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True),
+    },
+]
+
+
+def _lines(through_records: bool) -> list[dict[str, Any]]:
+    factory = logging.getLogRecordFactory()
+    with captured_json_logs("INFO", project_id="proj-1") as stream:
+        if through_records:
+            # A factory of its own and a filter: lines take logging's general path, plain
+            # LogRecords formatted by the general formatter.
+            logging.setLogRecordFactory(lambda *args, **kwargs: logging.LogRecord(*args, **kwargs))
+            logging.getLogger().handlers[0].addFilter(lambda record: True)
+        context = extract_http_context({"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"})
+        try:
+            for request in _REQUESTS:
+                log_request(**request)
+            token = otel_context.attach(context)
+            try:
+                log_request(**_REQUESTS[0])
+            finally:
+                otel_context.detach(token)
+        finally:
+            logging.setLogRecordFactory(factory)
+        lines = json_lines(stream)
+    for line in lines:  # the same keys in the same order; times differ
+        line["time"] = "..." if line["time"] else ""
+    return lines
+
+
+def test_the_direct_line_is_the_line_logging_writes() -> None:
+    direct, general = _lines(through_records=False), _lines(through_records=True)
+    assert direct == general
+    assert [list(line) for line in direct] == [list(line) for line in general]
+    assert direct[3]["logging.googleapis.com/trace"] == f"projects/proj-1/traces/{'ab' * 16}"
+
+
+def test_request_lines_still_reach_other_handlers(caplog: pytest.LogCaptureFixture) -> None:
+    with captured_json_logs("INFO") as stream:
+        caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
+        logging.getLogger().addHandler(caplog.handler)
+        log_request(**_REQUESTS[0])
+        assert len(json_lines(stream, REQUEST_LOGGER)) == 1
+    assert [record.getMessage() for record in caplog.records] == ["GET /v1/flights 200"]
