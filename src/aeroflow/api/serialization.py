@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from aeroflow.storage.port import DelayStats, Flight, GroupBy
+from aeroflow.storage.port import FLIGHTS_JSON_OPTIONS, DelayStats, Flight, GroupBy, flights_json
 
-_OPTIONS = orjson.OPT_UTC_Z
+_OPTIONS = FLIGHTS_JSON_OPTIONS
 FLIGHT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Flight))
 
 
@@ -29,7 +29,13 @@ def flight_json(flight: Flight) -> bytes:
 
 
 def flight_page_json(flights: Sequence[Flight], next_cursor: str | None) -> bytes:
-    return orjson.dumps({"data": flights, "next_cursor": next_cursor}, option=_OPTIONS)
+    return page_json(flights_json(flights), next_cursor)
+
+
+def page_json(data: bytes, next_cursor: str | None) -> bytes:
+    """The page's body around ``data``, its flights already written (``port.flights_json``):
+    what orjson writes for ``{"data": flights, "next_cursor": next_cursor}``."""
+    return b'{"data":' + data + b',"next_cursor":' + orjson.dumps(next_cursor) + b"}"
 
 
 def delay_stats_json(group_by: GroupBy, rows: Sequence[DelayStats]) -> bytes:

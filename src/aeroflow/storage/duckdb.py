@@ -42,6 +42,7 @@ from aeroflow.storage.port import (
     Flight,
     FlightFilter,
     FlightPage,
+    FlightPageJson,
     FlightQuery,
     GroupBy,
     Keyset,
@@ -401,6 +402,18 @@ class DuckDBFlightStore:
             last = flights[-1]
             next_key = Keyset(last.scheduled_departure, last.flight_id)
         return FlightPage(flights=flights, next=next_key)
+
+    def list_flights_json(self, query: FlightQuery) -> FlightPageJson:
+        """As ``list_flights``, written as JSON (``port.JsonPages``): the read model writes it
+        without building ``Flight`` objects."""
+        model = self._read_model
+        if model is None:
+            return FlightPageJson.of(self.list_flights(query))
+        start = time.perf_counter()
+        page = model.list_flights_json(query)
+        _LIST_DURATION.observe(time.perf_counter() - start)
+        _LIST_ROWS.observe(page.count + (page.next is not None))
+        return page
 
     def get_flight(self, flight_id: str) -> Flight | None:
         model = self._read_model

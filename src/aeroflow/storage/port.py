@@ -6,11 +6,13 @@ async callers (API routes, the group committer) hand calls to a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol, runtime_checkable
+
+import orjson
 
 from aeroflow.domain.events import FlightEvent, FlightStatus
 
@@ -157,6 +159,32 @@ class FlightPage:
     next: Keyset | None  # None when this is the last page
 
 
+# How read answers write flights as JSON: aware instants in UTC with a "Z", naive ones (the
+# local departure) without an offset. One definition, shared by the API and by stores that
+# write a page's JSON themselves (``JsonPages``).
+FLIGHTS_JSON_OPTIONS: Final = orjson.OPT_UTC_Z
+
+
+def flights_json(flights: Sequence[Flight]) -> bytes:
+    """The JSON array of ``flights``."""
+    return orjson.dumps(
+        flights if isinstance(flights, list) else list(flights), option=FLIGHTS_JSON_OPTIONS
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FlightPageJson:
+    """A page with its flights already written: ``data`` is ``flights_json`` of them."""
+
+    data: bytes
+    count: int  # flights in ``data``
+    next: Keyset | None  # as FlightPage.next
+
+    @classmethod
+    def of(cls, page: FlightPage) -> FlightPageJson:
+        return cls(flights_json(page.flights), len(page.flights), page.next)
+
+
 @dataclass(frozen=True)  # no slots, as Flight: orjson is faster with a __dict__
 class DelayStats:
     """Aggregates over the current state of the flights in one group.
@@ -209,3 +237,25 @@ class FlightStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class JsonPages(Protocol):
+    """Optional for a ``FlightStore``: pages written as JSON by the store itself, cheaper than
+    building ``Flight`` objects to serialise them (the in-memory read model does so)."""
+
+    def list_flights_json(self, query: FlightQuery) -> FlightPageJson:
+        """``FlightPageJson.of(self.list_flights(query))``, byte for byte."""
+        ...
+
+
+def json_page_reader(store: FlightStore) -> Callable[[FlightQuery], FlightPageJson]:
+    """How to read pages of ``store`` as JSON: its own writer if it has one, else its
+    ``list_flights`` serialised. Resolved once per store (the protocol check is not free)."""
+    if isinstance(store, JsonPages):
+        return store.list_flights_json
+
+    def serialised(query: FlightQuery) -> FlightPageJson:
+        return FlightPageJson.of(store.list_flights(query))
+
+    return serialised

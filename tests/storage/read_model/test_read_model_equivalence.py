@@ -27,6 +27,7 @@ from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import (
     FlightFilter,
     FlightPage,
+    FlightPageJson,
     FlightQuery,
     Keyset,
     SortOrder,
@@ -145,8 +146,12 @@ class Pair:
         except ValueError as exc:
             with pytest.raises(ValueError, match=re.escape(str(exc))):
                 self.model.list_flights(query)
+            with pytest.raises(ValueError, match=re.escape(str(exc))):
+                self.model.list_flights_json(query)
             return None
         assert shape(self.model.list_flights(query)) == shape(expected), query
+        # The page the model writes as JSON itself: byte for byte the SQL page serialised.
+        assert self.model.list_flights_json(query) == FlightPageJson.of(expected), query
         return expected
 
     def same_walk(self, query: FlightQuery) -> None:

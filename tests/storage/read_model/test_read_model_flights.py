@@ -8,13 +8,14 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aeroflow.domain.events import FlightStatus
-from aeroflow.storage.port import Flight, FlightQuery
+from aeroflow.storage.port import Flight, FlightPageJson, FlightQuery, SortOrder
 from aeroflow.storage.read_model import FlightReadModel, Tuning, UnsupportedRowsError
 from aeroflow.storage.read_model.columns import FlightColumns
 
@@ -126,6 +127,40 @@ def test_flights_come_back_exactly_as_written(
         assert [typed(f) for f in page.flights] == [typed(f) for f in expected]
         for flight in rows:
             assert typed(model.get_flight(flight.flight_id)) == typed(flight)
+        # The page written as JSON without Flight objects: the same bytes and keyset, also
+        # for pages cut short (a next page) and drawn from runs and the tail together.
+        for limit in (1, 2, 7, 1000):
+            for order in SortOrder:
+                query = FlightQuery(sort=order, limit=limit)
+                assert model.list_flights_json(query) == FlightPageJson.of(
+                    model.list_flights(query)
+                )
+    finally:
+        model.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(flights(), min_size=1, max_size=10, unique_by=lambda f: f.flight_id),
+    tail_numbers=st.lists(st.text(max_size=8), min_size=1, max_size=4),
+)
+def test_page_json_escapes_texts_as_orjson_does(
+    rows: list[Flight], tail_numbers: list[str]
+) -> None:
+    # Quotes, backslashes, control characters and non-ASCII text in the one free-text column.
+    rows = [
+        dataclasses.replace(f, tail_number=tail_numbers[at % len(tail_numbers)])
+        for at, f in enumerate(rows)
+    ]
+    model = FlightReadModel(Tuning(background_merges=False))
+    try:
+        model.apply(table(rows))
+        query = FlightQuery(limit=1000)
+        written = model.list_flights_json(query)
+        assert written == FlightPageJson.of(model.list_flights(query))
+        assert [f["tail_number"] for f in orjson.loads(written.data)] == [
+            f.tail_number for f in sorted(rows, key=lambda f: (f.scheduled_departure, f.flight_id))
+        ]
     finally:
         model.close()
 

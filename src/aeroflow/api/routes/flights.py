@@ -24,9 +24,16 @@ from aeroflow.api.params import (
 )
 from aeroflow.api.reads import read
 from aeroflow.api.schemas import FlightOut, FlightPageOut, error_responses
-from aeroflow.api.serialization import flight_json, flight_page_json, flights_csv
+from aeroflow.api.serialization import flight_json, flight_page_json, flights_csv, page_json
 from aeroflow.domain.events import FLIGHT_ID_PATTERN
-from aeroflow.storage.port import Flight, FlightFilter, FlightPage, FlightQuery, SortOrder
+from aeroflow.storage.port import (
+    Flight,
+    FlightFilter,
+    FlightPage,
+    FlightPageJson,
+    FlightQuery,
+    SortOrder,
+)
 
 router = APIRouter(prefix="/v1/flights", tags=["flights"])
 
@@ -125,7 +132,7 @@ async def get_flight(flight_id: FlightIdPath, store: StoreDep) -> Response:
 
 
 def page_response(
-    page: FlightPage,
+    page: FlightPage | FlightPageJson,
     media_type: str,
     codec: CursorCodec,
     sort: SortOrder,
@@ -139,10 +146,14 @@ def page_response(
     headers = {"Vary": "Accept"}
     if next_cursor is not None:
         headers["Link"] = f'<{_next_url(path, query_items, next_cursor)}>; rel="next"'
-    if media_type == negotiation.CSV:
+    if isinstance(page, FlightPageJson):
+        body = page_json(page.data, next_cursor)
+    elif media_type == negotiation.CSV:
         return Response(flights_csv(page.flights), media_type=_CSV_MEDIA_TYPE, headers=headers)
+    else:
+        body = flight_page_json(page.flights, next_cursor)
     return Response(
-        flight_page_json(page.flights, next_cursor),
+        body,
         media_type=negotiation.JSON,
         headers=headers,
     )

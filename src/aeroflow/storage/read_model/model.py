@@ -22,28 +22,39 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from aeroflow.storage.port import Flight, FlightPage, FlightQuery, Keyset
+from aeroflow.storage.port import Flight, FlightPage, FlightPageJson, FlightQuery, Keyset
 from aeroflow.storage.read_model import ids
 from aeroflow.storage.read_model.columns import (
     CODED,
+    DEPARTURE_LINE,
+    KEY_LINE,
+    LINE_COUNT,
+    PACKED,
     Dictionary,
     FlightColumns,
     Int64Array,
     IntArray,
+    RowValues,
 )
 from aeroflow.storage.read_model.flights import to_flight, to_flights
 from aeroflow.storage.read_model.memory import release_freed_memory
+from aeroflow.storage.read_model.page_json import fragments_of, to_json
 from aeroflow.storage.read_model.plan import Plan
 from aeroflow.storage.read_model.run import Part, Run
 from aeroflow.storage.read_model.tail import Tail
 
 log = logging.getLogger(__name__)
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+_NO_ROWS: Final = RowValues(np.empty((LINE_COUNT, 0), np.int64), np.empty((len(PACKED), 0), bool))
 
 
 # Exactly the fields of port.Flight, in its order (``flights`` also keeps the recency columns,
@@ -74,6 +85,7 @@ class FlightReadModel:
         self._freeze_rows = tuning.freeze_rows
         self._merge_ratio = tuning.merge_ratio
         self._dictionaries = {name: Dictionary() for name in {*CODED.values()}}
+        self._fragments = fragments_of(self._dictionaries)
         self._lock = threading.Lock()
         self._runs: list[Run] = []
         self._tail = Tail()
@@ -206,30 +218,45 @@ class FlightReadModel:
     # --- the read side -----------------------------------------------------------------
 
     def list_flights(self, query: FlightQuery) -> FlightPage:
+        rows, next_key = self._select(query)
+        return FlightPage(flights=to_flights(rows, self._dictionaries), next=next_key)
+
+    def list_flights_json(self, query: FlightQuery) -> FlightPageJson:
+        """``FlightPageJson.of(self.list_flights(query))``, without the ``Flight`` objects."""
+        rows, next_key = self._select(query)
+        return FlightPageJson(to_json(rows, self._fragments, self._to_flights), len(rows), next_key)
+
+    def _to_flights(self, rows: RowValues) -> list[Flight]:
+        return to_flights(rows, self._dictionaries)
+
+    def _select(self, query: FlightQuery) -> tuple[RowValues, Keyset | None]:
+        """The page's rows, in order, and the keyset of its last row if a next page exists."""
         plan = Plan.of(query, self._dictionaries)
         if plan.impossible:
-            return FlightPage(flights=[], next=None)
+            return _NO_ROWS, None
         with self._lock:
             sources: list[Run | Tail] = [*self._runs, self._tail]
             hits = [source.search(plan) for source in sources]
-            flights = self._page(plan, sources, hits)
-        page = flights[: query.limit]
-        next_key = None
-        if len(flights) > query.limit:
-            next_key = Keyset(page[-1].scheduled_departure, page[-1].flight_id)
-        return FlightPage(flights=page, next=next_key)
+            rows = self._page(plan, sources, hits)
+        # Turned into Python objects outside the lock: the rows are copies, and dictionaries
+        # only grow, so the writer need not wait for that.
+        if len(rows) <= query.limit:
+            return rows, None
+        last = query.limit - 1
+        departure, key = rows.lines[(DEPARTURE_LINE, KEY_LINE), last].tolist()
+        next_key = Keyset(_EPOCH + _MICROSECOND * departure, ids.decode(key))
+        return RowValues(rows.lines[:, : query.limit], rows.nulls[:, : query.limit]), next_key
 
-    def _page(
-        self, plan: Plan, sources: Sequence[Run | Tail], hits: list[IntArray]
-    ) -> list[Flight]:
-        """The first ``plan.want`` of every source's hits, in the query's order, as flights."""
+    def _page(self, plan: Plan, sources: Sequence[Run | Tail], hits: list[IntArray]) -> RowValues:
+        """The first ``plan.want`` of every source's hits, in the query's order."""
         counts = [len(h) for h in hits]
-        if sum(counts) == 0:
-            return []
-        if sum(1 for c in counts if c) == 1:
+        filled = [i for i, c in enumerate(counts) if c]
+        if not filled:
+            return _NO_ROWS
+        if len(filled) == 1:
             # One source (usually so: the big run, an empty tail) is in order already.
-            index = next(i for i, c in enumerate(counts) if c)
-            return to_flights(sources[index].values(hits[index]), self._dictionaries)
+            index = filled[0]
+            return sources[index].values(hits[index])
         owner = np.repeat(np.arange(len(sources)), counts)
         rows = np.concatenate(hits)
         departures = np.empty(len(rows), np.int64)
@@ -243,15 +270,18 @@ class FlightReadModel:
         if plan.descending:
             order = order[::-1]
         order = order[: plan.want]
-        result: list[Flight | None] = [None] * len(order)
-        for index, source in enumerate(sources):
+        # Each source's chosen rows in page order, side by side, then put in place.
+        positions = []
+        values = []
+        for index in filled:
             picked = np.flatnonzero(owner[order] == index)
             if len(picked):
-                chosen = rows[order[picked]]
-                built = to_flights(source.values(chosen), self._dictionaries)
-                for position, flight in zip(picked.tolist(), built, strict=True):
-                    result[position] = flight
-        return [f for f in result if f is not None]
+                positions.append(picked)
+                values.append(sources[index].values(rows[order[picked]]))
+        place = np.argsort(np.concatenate(positions))
+        lines = np.concatenate([v.lines for v in values], axis=1)[:, place]
+        nulls = np.concatenate([v.nulls for v in values], axis=1)[:, place]
+        return RowValues(lines, nulls)
 
     def get_flight(self, flight_id: str) -> Flight | None:
         key = ids.encode(flight_id)

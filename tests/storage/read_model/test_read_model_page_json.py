@@ -1,0 +1,90 @@
+"""Pages written as JSON by the store (``port.JsonPages``): the same bytes as the page's flights
+serialised, from the read model, from DuckDB without it, and from a store that has no writer of
+its own; instants numpy cannot hold take the flights path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+from storage_factories import flight_dataset
+from test_read_model_flights import SCHEMA  # the flights table's Arrow shape
+
+from aeroflow.storage.duckdb import DuckDBFlightStore
+from aeroflow.storage.port import (
+    FlightPage,
+    FlightPageJson,
+    FlightQuery,
+    FlightStore,
+    JsonPages,
+    SortOrder,
+    flights_json,
+    json_page_reader,
+)
+from aeroflow.storage.read_model import FlightReadModel, Tuning
+
+DATASET = flight_dataset(120, seed=11)
+
+
+class _ListOnly:
+    """A store with ``list_flights`` only, as the BigQuery adapter or a test wrapper."""
+
+    def __init__(self, inner: DuckDBFlightStore) -> None:
+        self.list_flights = inner.list_flights
+
+
+def _queries() -> list[FlightQuery]:
+    return [
+        FlightQuery(sort=order, limit=limit) for order in SortOrder for limit in (1, 7, 50, 500)
+    ]
+
+
+def test_every_store_writes_the_pages_its_flights_make(tmp_path: Path) -> None:
+    model = DuckDBFlightStore(tmp_path / "model.duckdb", read_model=True)
+    sql = DuckDBFlightStore(tmp_path / "sql.duckdb", read_model=False)
+    try:
+        for batch in DATASET.batches(40):
+            model.write_batch(batch)
+            sql.write_batch(batch)
+        plain: FlightStore = _ListOnly(sql)  # type: ignore[assignment]
+        assert isinstance(model, JsonPages)
+        assert not isinstance(plain, JsonPages)
+        readers = [json_page_reader(model), json_page_reader(sql), json_page_reader(plain)]
+        for query in _queries():
+            expected = FlightPageJson.of(sql.list_flights(query))
+            assert [read(query) for read in readers] == [expected] * 3
+            assert orjson.loads(expected.data) == orjson.loads(
+                orjson.dumps(list(sql.list_flights(query).flights), option=orjson.OPT_UTC_Z)
+            )
+    finally:
+        model.close()
+        sql.close()
+
+
+def test_instants_orjson_cannot_write_from_numpy_are_written_through_flights() -> None:
+    # orjson's datetime64 stops short of datetime.max (and then writes a truncated array
+    # without raising): such a page goes the flights' way, same bytes.
+    late = datetime(9999, 12, 30, 23, 0, tzinfo=UTC)
+    flight = DATASET.expected[sorted(DATASET.expected)[0]]
+    rows = [vars(flight) | {"updated_at": late, "status": flight.status.value}]
+    model = FlightReadModel(Tuning(background_merges=False))
+    try:
+        model.apply(pa.Table.from_pylist(rows, schema=SCHEMA))
+        query = FlightQuery(limit=5)
+        written = model.list_flights_json(query)
+        assert written == FlightPageJson.of(model.list_flights(query))
+        assert written.data == flights_json([model.list_flights(query).flights[0]])
+        assert b'"updated_at":"9999-12-30T23:00:00Z"' in written.data
+    finally:
+        model.close()
+
+
+def test_a_page_of_nothing_is_an_empty_array() -> None:
+    model = FlightReadModel(Tuning(background_merges=False))
+    try:
+        assert model.list_flights_json(FlightQuery()) == FlightPageJson(b"[]", 0, None)
+        assert FlightPageJson.of(FlightPage([], None)) == FlightPageJson(b"[]", 0, None)
+    finally:
+        model.close()
