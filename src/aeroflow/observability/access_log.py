@@ -81,7 +81,14 @@ _READ_HEADERS = frozenset(
         CLOUD_TRACE_HEADER.encode(),
     }
 )
-_TRACE_HEADERS = (TRACEPARENT, CLOUD_TRACE_HEADER)
+
+
+_PROTOCOLS = {version: f"HTTP/{version}" for version in ("1.0", "1.1", "2")}
+
+
+def _protocol(scope: Scope) -> str:
+    version = scope.get("http_version", "1.1")
+    return _PROTOCOLS.get(version) or f"HTTP/{version}"
 
 
 def _read_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -142,12 +149,12 @@ class AccessLogMiddleware:
                     remote_ip=_client_ip(headers, scope),
                     request_size=_int_or_none(headers.get("content-length")),
                     response_size=response_size,
-                    protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+                    protocol=_protocol(scope),
                     api_client=_api_client(scope),
                 )
 
         if not self._trace_requests:
-            if not any(name in headers for name in _TRACE_HEADERS):
+            if TRACEPARENT not in headers and CLOUD_TRACE_HEADER not in headers:
                 try:
                     await self._app(scope, receive, send_wrapper)
                 finally:
