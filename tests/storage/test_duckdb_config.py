@@ -40,3 +40,17 @@ def test_the_setting_reaches_the_store_and_is_validated(tmp_path: Path) -> None:
     assert Settings().duckdb_memory_limit == "512MB"
     with pytest.raises(ValidationError):
         Settings(duckdb_memory_limit="a lot")
+
+
+def test_duckdbs_allocator_purges_freed_memory_in_the_background(tmp_path: Path) -> None:
+    # Without its background threads, DuckDB's jemalloc kept the buffers the read model's load
+    # freed: ~330 MiB of RSS at 10 M flights for an idle server.
+    store = DuckDBFlightStore(tmp_path / "d.duckdb", memory_limit="64MB")
+    try:
+        row = store._conn.execute(
+            "SELECT current_setting('allocator_background_threads')"
+        ).fetchone()
+        assert row is not None
+        assert row[0] is True
+    finally:
+        store.close()

@@ -35,6 +35,7 @@ import pyarrow as pa
 from aeroflow.domain.schema import FLIGHTS, TABLES
 from aeroflow.observability.metrics import STORAGE_QUERY_DURATION, STORAGE_ROWS_RETURNED
 from aeroflow.storage import queries
+from aeroflow.storage.duckdb_config import connection_config, purge_freed_memory
 from aeroflow.storage.duckdb_rows import EventRows, RecencyKey, event_rows, rejected_rows
 from aeroflow.storage.port import (
     AcceptedMessage,
@@ -128,18 +129,13 @@ class DuckDBFlightStore:
         self._write_version = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            config: dict[str, str | bool | int | float | list[str]] = {"threads": threads}
-            if memory_limit is not None:
-                # DuckDB's buffer pool defaults to 80 % of the machine's RAM and keeps what it
-                # has read: at 10 M flights that alone passed 1 GiB of RSS. Over the limit it
-                # evicts (or spills), so the process stays bounded whatever the store's size.
-                config["memory_limit"] = memory_limit
-            self._conn = duckdb.connect(str(path), config=config)
+            self._conn = duckdb.connect(str(path), config=connection_config(threads, memory_limit))
         except _UNAVAILABLE_ERRORS as exc:
             # Typically the file is locked by another process.
             raise StorageUnavailableError(f"cannot open DuckDB database {path}: {exc}") from exc
         try:
             with self._unavailable_on_error():
+                purge_freed_memory(self._conn)
                 for table in TABLES:
                     self._conn.execute(table.duckdb_ddl())
                 # Write-path hints (see _known_ids); this process is the file's only writer.
