@@ -12,6 +12,7 @@ server's RSS when idle after start and at its peak.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +107,14 @@ def main() -> None:
     parser.add_argument("--source", type=Path, required=True)
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--json", type=Path, help="write here instead of bench/results")
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
-    save_json("scaling", bench_scaling(args.source, sizes, args.seconds))
+    report = bench_scaling(args.source, sizes, args.seconds)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    else:
+        save_json("scaling", report)
 
 
 if __name__ == "__main__":

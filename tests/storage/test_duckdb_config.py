@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 from pydantic import ValidationError
+from storage_factories import flight_dataset
 
 from aeroflow.bootstrap import build_store
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
+from aeroflow.storage.duckdb_config import LOADING_LIMIT, loading_buffers, size_bytes
 
 
 def _limit(store: DuckDBFlightStore) -> str:
-    row = store._conn.execute("SELECT current_setting('memory_limit')").fetchone()
-    assert row is not None
-    return str(row[0])
+    return _setting(store._conn)
+
+
+def _setting(conn: duckdb.DuckDBPyConnection) -> str:
+    return str(conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
 
 
 def test_memory_limit_is_applied_and_defaults_to_duckdbs_own(tmp_path: Path) -> None:
@@ -52,5 +57,58 @@ def test_duckdbs_allocator_purges_freed_memory_in_the_background(tmp_path: Path)
         ).fetchone()
         assert row is not None
         assert row[0] is True
+    finally:
+        store.close()
+
+
+def test_the_blocks_read_while_loading_leave_the_buffer_pool(tmp_path: Path) -> None:
+    path = tmp_path / "e.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE t AS SELECT range AS i, hash(range) AS h FROM range(2000000)")
+    with duckdb.connect(str(path), config={"memory_limit": "256MB"}) as conn:
+
+        def table_mib() -> float:
+            row = conn.execute(
+                "SELECT coalesce(sum(memory_usage_bytes), 0) / 2**20 FROM duckdb_memory()"
+                " WHERE tag = 'BASE_TABLE'"
+            ).fetchall()
+            return float(row[0][0])
+
+        with loading_buffers(conn, "256MB"):
+            assert conn.execute("SELECT sum(h) FROM t").fetchall()
+            read = table_mib()
+            assert _setting(conn) in {"128.0 MB", "122.0 MiB"}
+        assert read > 10  # what a load leaves: a pool full of blocks nothing reads again
+        assert table_mib() < 1
+        assert _setting(conn) in {"256.0 MB", "244.1 MiB"}
+
+
+def test_a_store_opens_with_its_configured_limit_after_the_load(tmp_path: Path) -> None:
+    path = tmp_path / "g.duckdb"
+    writer = DuckDBFlightStore(path, read_model=False)
+    for batch in flight_dataset(50, seed=3).batches(50):
+        writer.write_batch(batch)
+    writer.close()
+    store = DuckDBFlightStore(path, memory_limit="256MB")
+    try:
+        assert not store.reads_block  # the model loaded
+        assert _limit(store) in {"256.0 MB", "244.1 MiB"}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [("512MB", 512 * 10**6), ("1.5GiB", 3 * 2**29), ("64 KB", 64_000), ("2TiB", 2 * 2**40)],
+)
+def test_sizes_are_read_as_duckdb_reads_them(size: str, expected: int) -> None:
+    assert size_bytes(size) == expected
+
+
+def test_a_smaller_configured_limit_also_bounds_the_load(tmp_path: Path) -> None:
+    store = DuckDBFlightStore(tmp_path / "f.duckdb", memory_limit="32MB")
+    try:
+        assert size_bytes("32MB") < size_bytes(LOADING_LIMIT)
+        assert _limit(store) in {"32.0 MB", "30.5 MiB"}
     finally:
         store.close()

@@ -35,7 +35,11 @@ import pyarrow as pa
 from aeroflow.domain.schema import FLIGHTS, TABLES
 from aeroflow.observability.metrics import STORAGE_QUERY_DURATION, STORAGE_ROWS_RETURNED
 from aeroflow.storage import queries
-from aeroflow.storage.duckdb_config import connection_config, purge_freed_memory
+from aeroflow.storage.duckdb_config import (
+    connection_config,
+    loading_buffers,
+    purge_freed_memory,
+)
 from aeroflow.storage.duckdb_rows import EventRows, RecencyKey, event_rows, rejected_rows
 from aeroflow.storage.port import (
     AcceptedMessage,
@@ -143,9 +147,10 @@ class DuckDBFlightStore:
                     self._conn.execute("SELECT count(*) FROM rejected_messages").fetchall()[0][0]
                 )
                 # list_flights and get_flight from memory (storage/read_model), fed below.
-                self._read_model = (
-                    open_read_model(self._conn, read_model_tuning) if read_model else None
-                )
+                self._read_model = None
+                if read_model:
+                    with loading_buffers(self._conn, memory_limit):
+                        self._read_model = open_read_model(self._conn, read_model_tuning)
         except BaseException:
             self._conn.close()
             raise

@@ -3,6 +3,11 @@ them; docs/performance.md has the figures)."""
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Final
+
 import duckdb
 
 Config = dict[str, str | bool | int | float | list[str]]
@@ -34,3 +39,46 @@ def purge_freed_memory(connection: duckdb.DuckDBPyConnection) -> None:
     purge. A setting of the process's allocator, not of the database: set, not configured.
     """
     connection.execute("SET allocator_background_threads = true")
+
+
+# The buffer pool while the read model loads, and the limit that then empties it.
+LOADING_LIMIT: Final = "128MB"
+_EVICTING_LIMIT: Final = "1MB"
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT])(i?)B")
+
+
+@contextlib.contextmanager
+def loading_buffers(
+    connection: duckdb.DuckDBPyConnection, memory_limit: str | None
+) -> Iterator[None]:
+    """A small buffer pool while the read model loads, emptied when it is done.
+
+    The load reads every block of ``flights`` once, in departure ranges; DuckDB keeps what it
+    reads up to its limit, so after a load at 512MB the pool still held 402 MiB of blocks
+    nothing would read again (10 M flights), on top of the model. Each range's sort fits in
+    ``LOADING_LIMIT`` (or spills to DuckDB's temporary files). Lowering the limit evicts the
+    unpinned blocks at once; the configured limit is then put back, and the pool fills again
+    only with what queries read.
+    """
+    loading = LOADING_LIMIT
+    if memory_limit is not None and size_bytes(memory_limit) < size_bytes(loading):
+        loading = memory_limit
+    connection.execute("SET memory_limit = ?", [loading])
+    try:
+        yield
+    finally:
+        connection.execute("SET memory_limit = ?", [_EVICTING_LIMIT])
+        if memory_limit is None:
+            connection.execute("RESET memory_limit")
+        else:
+            connection.execute("SET memory_limit = ?", [memory_limit])
+
+
+def size_bytes(size: str) -> int:
+    """Bytes of a DuckDB size such as ``512MB`` (10^6) or ``1.5GiB`` (2^30)."""
+    match = _SIZE.fullmatch(size.strip())
+    if match is None:
+        raise ValueError(f"not a memory size: {size!r}")
+    number, unit, binary = match.groups()
+    base = 1024 if binary else 1000
+    return int(float(number) * base ** ("KMGT".index(unit) + 1))

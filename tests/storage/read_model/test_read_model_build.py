@@ -15,7 +15,7 @@ from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import Flight, FlightQuery
 from aeroflow.storage.read_model import Tuning
 from aeroflow.storage.read_model.load import sorted_batches
-from aeroflow.storage.read_model.run import Postings
+from aeroflow.storage.read_model.run import Postings, key_order
 
 
 def _reference(codes: np.ndarray, size: int) -> tuple[list[int], list[int]]:
@@ -105,3 +105,22 @@ def _every_flight(store: DuckDBFlightStore) -> list[Flight]:
         if page.next is None:
             return found
         query = FlightQuery(limit=9, after=page.next)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.integers(0, 2**60), max_size=400).flatmap(
+        lambda keys: st.tuples(st.just(keys), st.integers(1, 50))
+    ),
+    st.booleans(),
+)
+def test_key_order_in_groups_equals_a_whole_argsort(
+    case: tuple[list[int], int], clustered: bool
+) -> None:
+    values, group_rows = case
+    if clustered:  # most keys in one group: the skew real carriers make
+        values = [v % 1000 for v in values[:-1]] + values[-1:]
+    keys = np.array(values, np.int64)
+    order = key_order(keys, group_rows=group_rows)
+    assert order.tolist() == np.argsort(keys, kind="stable").tolist()
+    assert order.dtype == np.int32
