@@ -12,6 +12,12 @@ Three targets, same scenarios (``single`` cached URL, ``random`` pages, ``point`
 * ``asgi``: the ceiling's app driven in-process, no server and no socket, one request at a
   time: CPU (``time.process_time``) per request of the app alone, the steadiest figure on a
   shared machine. ``single`` runs with the response cache on (a versioned replay store).
+* ``cache-gc``: what a response cache filled by requests that never repeat costs the garbage
+  collector: the app (cache on, startup heap frozen as ``aeroflow serve`` freezes it) answers
+  ``--requests`` point lookups, each URL made unique by a query parameter the route ignores;
+  then the objects a full collection must walk and the CPU of one full collection. Such
+  collections run every time enough objects survive, and their pauses set the p99 of a
+  workload the cache cannot serve.
 
 CPU per request is the server process's user+system time over the run divided by the requests
 wrk completed: less sensitive to the neighbours on a shared machine than req/s. The 1-minute
@@ -20,12 +26,15 @@ load average before each run is printed with it.
     .venv/bin/python bench/route_overhead.py --target serve --seconds 5
     .venv/bin/python bench/route_overhead.py --target ceiling --scenarios random,point
     .venv/bin/python bench/route_overhead.py --target asgi
+    .venv/bin/python bench/route_overhead.py --target cache-gc --requests 60000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import itertools
 import os
 import shutil
 import subprocess
@@ -183,6 +192,50 @@ def _asgi_cost(db: Path, lists: dict[str, list[str]], names: Sequence[str], n: i
         )
 
 
+def _cache_gc(db: Path, lists: dict[str, list[str]], n: int) -> None:
+    """Tracked objects and one full collection's CPU after ``n`` never-repeating requests."""
+    import logging
+
+    # Pages of one flight (about 1 KB, like a point lookup: ~60,000 fit in the default 64 MiB),
+    # each asked with its parameters in every order: one page, many cache keys.
+    pages = [url.replace("limit=50", "limit=1") for url in lists["random"]]
+    app = _replay_app(db, 8080, {"pages": pages}, versioned=True)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+    urls: list[str] = []
+    for order in itertools.permutations(range(5)):
+        for url in pages:
+            path, _, query = url.partition("?")
+            params = query.split("&")
+            urls.append(f"{path}?{'&'.join(params[i] for i in order)}")
+            if len(urls) == n:
+                break
+        if len(urls) == n:
+            break
+    statuses: dict[int, int] = {}
+    gc.collect()
+    gc.freeze()  # as aeroflow serve does once started
+    try:
+        asyncio.run(_drive(app, urls, len(urls), statuses))
+        for generation in (0, 1):
+            gc.collect(generation)
+        tracked = sum(len(gc.get_objects(generation)) for generation in range(3))
+        full = []
+        for _ in range(3):
+            started = time.process_time()
+            gc.collect()
+            full.append(time.process_time() - started)
+    finally:
+        gc.unfreeze()
+    print(
+        f"cache-gc {len(urls)} unique pages of one flight (statuses {statuses}): {tracked}"
+        f" tracked objects outside the frozen heap, full collection {min(full) * 1e3:.1f} ms"
+        f" CPU  load {load_average()[0]:.2f}",
+        flush=True,
+    )
+
+
 async def _drive(app: Any, urls: list[str], n: int, statuses: dict[int, int]) -> float:
     """Seconds of process CPU per request over ``n`` requests, after n/5 to warm up."""
 
@@ -240,7 +293,9 @@ def _measure(server: Server, lists: dict[str, Path], names: Sequence[str], secon
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", choices=("serve", "ceiling", "asgi"), default="serve")
+    parser.add_argument(
+        "--target", choices=("serve", "ceiling", "asgi", "cache-gc"), default="serve"
+    )
     parser.add_argument("--requests", type=int, default=5000, help="per scenario (asgi)")
     parser.add_argument("--scenarios", default="single,random,point")
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -264,6 +319,9 @@ def main() -> None:
             all_lists["point"] = all_lists["point"][:CEILING_POINT]
         if args.target == "asgi":
             _asgi_cost(db, all_lists, names, args.requests)
+            return
+        if args.target == "cache-gc":
+            _cache_gc(db, all_lists, args.requests)
             return
         lists = {
             n: write_request_list(work / f"{n}.txt", all_lists[n])
