@@ -1,6 +1,7 @@
 """What a read request costs outside the store: server CPU per request and req/s, c=32.
 
-Three targets, same scenarios (``single`` cached URL, ``random`` pages, ``point`` lookups):
+Four targets; the first three run the same scenarios (``single`` cached URL, ``random`` pages,
+``point`` lookups):
 
 * ``serve``: ``aeroflow serve`` exactly as shipped, on a copy of ``bench/.data/nyc.duckdb``.
 * ``ceiling``: the real app (``bootstrap.build_app``, every middleware, JSON access log, same
@@ -14,8 +15,9 @@ Three targets, same scenarios (``single`` cached URL, ``random`` pages, ``point`
   shared machine. ``single`` runs with the response cache on (a versioned replay store).
 * ``cache-gc``: what a response cache filled by requests that never repeat costs the garbage
   collector: the app (cache on, startup heap frozen as ``aeroflow serve`` freezes it) answers
-  ``--requests`` point lookups, each URL made unique by a query parameter the route ignores;
-  then the objects a full collection must walk and the CPU of one full collection. Such
+  ``--requests`` pages of one flight (~1 KB, a point lookup's size), each page asked with its
+  parameters in every order so that no cache key repeats; then the objects a full collection
+  must walk and the CPU of one full collection. Such
   collections run every time enough objects survive, and their pauses set the p99 of a
   workload the cache cannot serve.
 
