@@ -339,6 +339,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="push runs per concurrency")
     parser.add_argument("--demo", action="store_true", help="also time the full `aeroflow demo`")
     parser.add_argument("--skip-freshness", action="store_true")
+    parser.add_argument("--skip-ceiling", action="store_true")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "push_ingest.json", help="where the JSON goes"
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -364,14 +368,15 @@ def main() -> None:
             )
             for c in levels
         }
-        largest = max(levels)
-        report["arrow_ceiling"] = arrow_ceiling(workdir / f"push-{largest}.duckdb", workdir)
+        if not args.skip_ceiling:
+            largest = max(levels)
+            report["arrow_ceiling"] = arrow_ceiling(workdir / f"push-{largest}.duckdb", workdir)
         if not args.skip_freshness:
             report["freshness"] = freshness(workdir)
         if args.demo:
             report["demo"] = demo(workdir)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "push_ingest.json"
+    out: Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     log(f"wrote {out}")
 
