@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -383,3 +385,26 @@ def test_steady_senders_are_written_together_without_waiting_out_the_window(
     committer.drain(5)
     assert results == [[Outcome.STORED] * rounds] * senders
     assert store.batches == [senders] * rounds
+
+
+def test_the_store_write_set_up_is_paid_when_the_writer_starts(tmp_path: Path) -> None:
+    # In a fresh interpreter: pyarrow's one-time import of pandas (~1 s holding the GIL) must
+    # happen at start, not in the first batch while push requests wait on the event loop.
+    script = f"""
+import sys
+from pathlib import Path
+from aeroflow.ingest.committer import GroupCommitter
+from aeroflow.storage.duckdb import DuckDBFlightStore
+
+store = DuckDBFlightStore(Path({str(tmp_path / "fresh.duckdb")!r}))
+before = "pandas" in sys.modules
+committer = GroupCommitter(store, max_batch=10, max_wait_seconds=0.01)
+committer.start()
+print(before, "pandas" in sys.modules)
+committer.drain(5)
+store.close()
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert ran.stdout.split() == ["False", "True"]

@@ -134,6 +134,11 @@ class GroupCommitter:
             # 15 ms batch write to 60+ ms under load. A shorter interval: ~10 % more msg/s.
             if sys.getswitchinterval() > _SWITCH_INTERVAL_SECONDS:
                 sys.setswitchinterval(_SWITCH_INTERVAL_SECONDS)
+            # A store's one-time write set-up (DuckDB: pyarrow importing pandas, ~1 s holding
+            # the GIL) belongs here, at startup, not in the first batch under traffic.
+            prepare = getattr(self._store, "prepare_writes", None)
+            if callable(prepare):
+                prepare()
             self._thread = threading.Thread(
                 target=self._run, name="aeroflow-group-committer", daemon=True
             )

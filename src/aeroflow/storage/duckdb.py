@@ -41,6 +41,7 @@ from aeroflow.storage.duckdb_config import (
     purge_freed_memory,
 )
 from aeroflow.storage.duckdb_rows import EventRows, RecencyKey, event_rows, rejected_rows
+from aeroflow.storage.duckdb_rows import prepare as prepare_rows
 from aeroflow.storage.port import (
     AcceptedMessage,
     DelayStats,
@@ -175,6 +176,11 @@ class DuckDBFlightStore:
         return self._write_version
 
     # --- writes --------------------------------------------------------------------------
+
+    def prepare_writes(self) -> None:
+        """One-time set-up of the write path, for a writer to call before its first batch
+        (see ``duckdb_rows.prepare``). Not in the port: optional, found by the committer."""
+        prepare_rows()
 
     def write_batch(self, batch: WriteBatch) -> WriteResult:
         with self._timed("write_batch"), self._write_lock, self._unavailable_on_error():

@@ -123,6 +123,16 @@ def _flight_ids(carrier: pa.Array, number: pa.Array, origin: pa.Array, local: pa
     return pc.binary_join_element_wise(carrier, padded, "-", origin, "-", day, "")
 
 
+def prepare() -> None:
+    """Pay pyarrow's one-time set-up of building arrays from Python objects now.
+
+    Its first ``pa.array`` of a list imports pandas (~50 MiB; 0.5-1.2 s here), holding the GIL
+    throughout: in a batch's write that stalled the event loop and every push request for as
+    long, once per process. A writer calls this when it starts, before any traffic.
+    """
+    pa.array([], pa.string())
+
+
 def event_rows(messages: Sequence[AcceptedMessage]) -> EventRows:
     """The flight_events rows of ``messages``, in order."""
     events = [m.event for m in messages]
