@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ from aeroflow.api.middleware.header_limit import MAX_HEADER_BYTES
 from aeroflow.bootstrap import Role, build_app
 from aeroflow.storage.port import FlightPage, FlightQuery, FlightStore
 from loopback_server import serve
+from store_wrapper import DelegatingStore
 
 FLIGHT = "/v1/flights?limit=1"
 
@@ -84,30 +84,25 @@ def test_over_long_query_strings_are_414(composed: str) -> None:
         assert_error(http.get("/v1/flights?carrier=UA&x=" + "a" * 5000), 414, "uri_too_long")
 
 
-class SlowStore:
+class SlowStore(DelegatingStore):
     """A real DuckDB store whose list reads take ``delay`` seconds.
 
-    A fake only in its timing: nothing local makes a real query slow on demand.
+    A fake only in its timing: nothing local makes a real query slow on demand. A subclass of
+    DelegatingStore, not a ``__getattr__`` proxy, so optional port methods (a store's own JSON
+    pages) are not handed through around the slow ``list_flights``.
     """
 
     def __init__(self, store: FlightStore, delay: float) -> None:
-        self._store = store
+        super().__init__(store)
         self._delay = delay
-
-    @property
-    def reads_block(self) -> bool:
-        return True  # it sleeps: never call it on the event loop
 
     def list_flights(self, query: FlightQuery) -> FlightPage:
         time.sleep(self._delay)
-        return self._store.list_flights(query)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        return super().list_flights(query)
 
 
 def test_requests_past_their_deadline_are_503_with_retry_after(store: FlightStore) -> None:
-    slow: Any = SlowStore(store, delay=1.5)
+    slow = SlowStore(store, delay=1.5)
     app = app_for(slow, api_request_timeout_seconds=0.3)
     with TestClient(app) as client:
         started = time.monotonic()
