@@ -26,7 +26,6 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
-from aeroflow.domain.event_json import parse_event
 from aeroflow.domain.events import FlightEvent
 from aeroflow.ingest.wire import unwrap_unions
 from aeroflow.storage.port import AcceptedMessage, MessageMeta, RejectedMessage, RejectReason
@@ -106,13 +105,9 @@ def decode_message(
         detail = f"expected a JSON object, got {_json_type(document)}"
         return _reject(meta, raw, RejectReason.SCHEMA_VIOLATION, detail, now)
 
-    unwrapped = unwrap_unions(document)
-    event = parse_event(document)  # the common case, cheaply; None: let the model judge
-    if event is not None:
-        return AcceptedMessage(meta=meta, event=event, ingest_time=now)
     # Re-encode only when Avro union wrappers had to be removed; plain JSON goes straight on.
     try:
-        payload = orjson.dumps(document) if unwrapped else raw
+        payload = orjson.dumps(document) if unwrap_unions(document) else raw
         event = FlightEvent.model_validate_json(payload)
     except ValidationError as exc:
         return _reject(meta, raw, RejectReason.SCHEMA_VIOLATION, _summarize(exc), now)
