@@ -83,6 +83,21 @@ def test_the_blocks_read_while_loading_leave_the_buffer_pool(tmp_path: Path) -> 
         assert _setting(conn) in {"256.0 MB", "244.1 MiB"}
 
 
+def test_blocks_duckdb_cannot_evict_are_kept_and_the_limit_still_restored(
+    tmp_path: Path,
+) -> None:
+    # Uncheckpointed rows behind a primary key (what a replayed WAL leaves after a crash) pin
+    # blocks: DuckDB refuses the tiny evicting limit, which must not stop the store opening.
+    path = tmp_path / "pinned.duckdb"
+    with duckdb.connect(str(path), config={"checkpoint_threshold": "10GB"}) as conn:
+        conn.execute("CREATE TABLE t (i BIGINT PRIMARY KEY, s VARCHAR)")
+        conn.execute("INSERT INTO t SELECT range, repeat('x', 50) FROM range(300000)")
+        with loading_buffers(conn, "256MB"):
+            pass
+        assert _setting(conn) in {"256.0 MB", "244.1 MiB"}
+        assert conn.execute("SELECT count(*) FROM t").fetchall() == [(300_000,)]
+
+
 def test_a_store_opens_with_its_configured_limit_after_the_load(tmp_path: Path) -> None:
     path = tmp_path / "g.duckdb"
     writer = DuckDBFlightStore(path, read_model=False)
