@@ -63,12 +63,14 @@ def loading_buffers(
     loading = LOADING_LIMIT
     if memory_limit is not None and size_bytes(memory_limit) < size_bytes(loading):
         loading = memory_limit
-    connection.execute("SET memory_limit = ?", [loading])
+    # Both lowerings are best effort: blocks DuckDB cannot evict (a replayed WAL's changes
+    # before the first checkpoint, pinned index blocks) make it refuse a limit below them;
+    # the load then runs with the configured pool, and the blocks are kept.
+    with contextlib.suppress(duckdb.OutOfMemoryException):
+        connection.execute("SET memory_limit = ?", [loading])
     try:
         yield
     finally:
-        # Best effort: blocks DuckDB cannot evict (a replayed WAL's changes before the first
-        # checkpoint, pinned index blocks) make it refuse the tiny limit; they are then kept.
         with contextlib.suppress(duckdb.OutOfMemoryException):
             connection.execute("SET memory_limit = ?", [_EVICTING_LIMIT])
         if memory_limit is None:
