@@ -46,6 +46,26 @@ def _prepare(source: Path, target: Path, messages: list[Any]) -> None:
         conn.execute("CHECKPOINT")
 
 
+def _statements(script: str) -> str:
+    """A script's statements by their first words, e.g. ``BEGIN; INSERT flight_events;
+    SELECT flights; ...``: which calls carry which work."""
+    names = []
+    for statement in script.split(";"):
+        words = statement.split()
+        if not words:
+            continue
+        verb = words[0].upper()
+        if verb in ("INSERT", "DELETE"):
+            names.append(f"{verb} {words[2]}")
+        elif verb in ("UPDATE",):
+            names.append(f"{verb} {words[1]}")
+        elif verb == "SELECT" and "FROM" in words:
+            names.append(f"SELECT {words[words.index('FROM') + 1]}")
+        else:
+            names.append(verb)
+    return "; ".join(names)
+
+
 class _TracedCursor:
     """Forwards to a DuckDB cursor, counting each call and the wall time spent in it."""
 
@@ -64,7 +84,7 @@ class _TracedCursor:
         def traced(*args: Any, **kwargs: Any) -> Any:
             key = name
             if name == "execute" and args:
-                key = "execute " + " ".join(str(args[0]).split()[:3])
+                key = "execute " + _statements(str(args[0]))
             started, cpu_started = time.perf_counter(), time.process_time()
             try:
                 return method(*args, **kwargs)
