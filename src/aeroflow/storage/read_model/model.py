@@ -37,11 +37,14 @@ from aeroflow.storage.read_model.columns import (
     KEY_LINE,
     LINE_COUNT,
     PACKED,
+    BoolArray,
     Dictionary,
     FlightColumns,
     Int64Array,
     IntArray,
     RowValues,
+    UnsupportedRowsError,
+    flight_keys,
 )
 from aeroflow.storage.read_model.flights import to_flight, to_flights
 from aeroflow.storage.read_model.load import sorted_batches
@@ -151,6 +154,25 @@ class FlightReadModel:
                 self._wake.notify()
         if froze and self._merger is None:
             self.merge_pending()
+
+    def holds(self, flight_ids: pa.Array) -> BoolArray | None:
+        """Which of ``flight_ids`` are flights the model holds, or None when one of
+        them is not in the domain's shape (the model cannot say, so the caller must ask SQL).
+
+        The store asks this under its write lock, where the model reflects every committed
+        flight: a flight it does not hold is not in ``flights``, so the store need not look it
+        up there before inserting it.
+        """
+        try:
+            keys = flight_keys(flight_ids)
+        except UnsupportedRowsError:
+            return None
+        with self._lock:
+            found = [run.keys[run.find(keys)] for run in self._runs]
+            in_tail = [k for k in keys.tolist() if self._tail.find(k) is not None]
+        found.append(np.array(in_tail, np.int64))
+        held: BoolArray = np.isin(keys, np.concatenate(found))
+        return held
 
     def merge_pending(self) -> None:
         """Do the merges due now, in this thread."""
