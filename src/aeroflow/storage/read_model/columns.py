@@ -241,6 +241,16 @@ DEPARTURE_LINE: Final = 1
 PACKED_LINES: Final = {name: 2 + at for at, name in enumerate(PACKED)}
 CODE_LINES: Final = {name: 2 + len(PACKED) + at for at, name in enumerate(CODED)}
 LINE_COUNT: Final = 2 + len(PACKED) + len(CODED)
+# The line of every time and integer column, the departure included.
+LINES: Final = {"scheduled_departure": DEPARTURE_LINE, **PACKED_LINES}
+# Aware instants that repeat across flights (times of schedules and of events).
+SCHEDULE_INSTANTS: Final = (
+    "scheduled_departure",
+    "scheduled_arrival",
+    "actual_departure",
+    "actual_arrival",
+    "event_time",
+)
 
 
 # Not frozen: one is made per page, and a frozen dataclass's __init__ sets each field through

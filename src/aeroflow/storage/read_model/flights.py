@@ -22,12 +22,13 @@ from aeroflow.storage.read_model import ids
 from aeroflow.storage.read_model.columns import (
     CODE_LINES,
     CODED,
-    DEPARTURE_LINE,
     INTEGERS,
     KEY_LINE,
     LINE_COUNT,
+    LINES,
     PACKED,
     PACKED_LINES,
+    SCHEDULE_INSTANTS,
     Dictionary,
     Row,
     RowValues,
@@ -39,18 +40,10 @@ _LOCAL_EPOCH: Final = datetime(1970, 1, 1)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _DAY: Final = 86_400_000_000  # microseconds
 _FIELDS: Final = tuple(field.name for field in dataclasses.fields(Flight))
-# Aware instants that repeat across flights (times of schedules and of events).
-_INSTANTS: Final = (
-    "scheduled_departure",
-    "scheduled_arrival",
-    "actual_departure",
-    "actual_arrival",
-    "event_time",
-)
-_LINES: Final = {"scheduled_departure": DEPARTURE_LINE, **PACKED_LINES}
-_INSTANT_LINES: Final = [_LINES[name] for name in _INSTANTS]
-_LOCAL_LINE: Final = _LINES["scheduled_departure_local"]
-_UPDATED_LINE: Final = _LINES["updated_at"]
+_INSTANTS: Final = SCHEDULE_INSTANTS
+_INSTANT_LINES: Final = [LINES[name] for name in _INSTANTS]
+_LOCAL_LINE: Final = LINES["scheduled_departure_local"]
+_UPDATED_LINE: Final = LINES["updated_at"]
 # Per line, what ``to_flights`` divides it by: a key splits into its id's prefix and date, an
 # instant into its day and time of day; other lines stay whole (quotient, remainder 0).
 _DIVISORS: Final = np.ones((LINE_COUNT, 1), np.int64)

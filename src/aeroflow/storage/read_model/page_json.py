@@ -26,34 +26,26 @@ from aeroflow.storage.read_model import ids
 from aeroflow.storage.read_model.columns import (
     CODE_LINES,
     CODED,
-    DEPARTURE_LINE,
     INTEGERS,
     KEY_LINE,
+    LINES,
     PACKED,
-    PACKED_LINES,
+    SCHEDULE_INSTANTS,
     Dictionary,
     RowValues,
 )
 
 _NULL: Final = "null"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_INSTANTS: Final = (
-    "scheduled_departure",
-    "scheduled_arrival",
-    "actual_departure",
-    "actual_arrival",
-    "event_time",
-    "updated_at",
-)
-_LINES: Final = {"scheduled_departure": DEPARTURE_LINE, **PACKED_LINES}
-_INSTANT_LINES: Final = [_LINES[name] for name in _INSTANTS]
+_INSTANTS: Final = (*SCHEDULE_INSTANTS, "updated_at")
+_INSTANT_LINES: Final = [LINES[name] for name in _INSTANTS]
 # The instants, then the local departure: one gather, and one range check for them all.
-_TIME_LINES: Final = [*_INSTANT_LINES, _LINES["scheduled_departure_local"]]
+_TIME_LINES: Final = [*_INSTANT_LINES, LINES["scheduled_departure_local"]]
 # Where orjson writes datetime64 as it writes datetimes, with room to spare: it stops at
 # 9999-12-30T22:00 (and then writes a truncated array without raising), and datetime at year 1.
 _FIRST: Final = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _END: Final = (datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
-_INTEGER_LINES: Final = [_LINES[name] for name in INTEGERS]
+_INTEGER_LINES: Final = [LINES[name] for name in INTEGERS]
 # numpy's datetime64 is naive: NAIVE_UTC makes orjson write it as it writes an aware instant.
 _AWARE: Final = FLIGHTS_JSON_OPTIONS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC
 _NAIVE: Final = FLIGHTS_JSON_OPTIONS | orjson.OPT_SERIALIZE_NUMPY
