@@ -115,6 +115,32 @@ _UPDATE_FLIGHTS_SQL: Final = (
 )
 
 
+class NotAStoreError(Exception):
+    """A file opened read-only is missing, not a DuckDB database, or lacks aeroflow's tables
+    (a read-only open creates nothing)."""
+
+
+class ReadOnlyStoreError(Exception):
+    """A write through a store opened read-only."""
+
+
+def _check_schema(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a database without every column of aeroflow's tables, at open rather than at
+    the first request."""
+    columns = "SELECT table_name, column_name FROM information_schema.columns"
+    rows = connection.execute(columns + " WHERE table_schema = 'main'").fetchall()
+    present = {(table, column) for table, column in rows}
+    missing = [
+        f"{table.name}.{name}"
+        for table in TABLES
+        for name in table.column_names
+        if (table.name, name) not in present
+    ]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise NotAStoreError(f"{path} is not an aeroflow store (missing {shown})")
+
+
 @dataclass(frozen=True, slots=True)
 class FlightWrites:
     """What a batch writes into ``flights``: each of its flights' newest event becomes the
@@ -190,22 +216,36 @@ class DuckDBFlightStore:
         memory_limit: str | None = None,
         read_model: bool = True,
         read_model_tuning: ReadModelTuning | None = None,
+        read_only: bool = False,
     ) -> None:
+        """``read_only``: serve the file as a published snapshot (``aeroflow api``). DuckDB
+        then takes a shared lock, so several processes may open the file at once (and none
+        may write it); nothing is created or migrated, and ``write_batch`` is refused."""
         self._path = path
+        self._read_only = read_only
         self._write_lock = threading.Lock()
         self._closed = False
         self._write_version = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if read_only:
+            if not path.is_file():
+                raise NotAStoreError(f"no DuckDB database at {path} to serve read-only")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = duckdb.connect(str(path), config=connection_config(threads, memory_limit))
+            self._conn = duckdb.connect(
+                str(path), read_only=read_only, config=connection_config(threads, memory_limit)
+            )
         except _UNAVAILABLE_ERRORS as exc:
-            # Typically the file is locked by another process.
+            # Typically the file is locked by another process (or is no DuckDB file).
             raise StorageUnavailableError(f"cannot open DuckDB database {path}: {exc}") from exc
         try:
             with self._unavailable_on_error():
                 purge_freed_memory(self._conn)
-                for table in TABLES:
-                    self._conn.execute(table.duckdb_ddl())
+                if read_only:
+                    _check_schema(self._conn, path)
+                else:
+                    for table in TABLES:
+                        self._conn.execute(table.duckdb_ddl())
                 # Write-path hints (see _known_ids); this process is the file's only writer.
                 self._has_rejections = bool(
                     self._conn.execute("SELECT count(*) FROM rejected_messages").fetchall()[0][0]
@@ -246,6 +286,8 @@ class DuckDBFlightStore:
         prepare_rows()
 
     def write_batch(self, batch: WriteBatch) -> WriteResult:
+        if self._read_only:
+            raise ReadOnlyStoreError(f"DuckDB {self._path} is open read-only: writes are refused")
         with self._timed("write_batch"), self._write_lock, self._unavailable_on_error():
             return self._write(batch)
 
@@ -521,6 +563,9 @@ class DuckDBFlightStore:
                 self._read_model = None
             if self._write_cursor is not None:
                 self._write_cursor.close()
+            if self._read_only:
+                self._conn.close()  # nothing of ours to checkpoint
+                return
             try:
                 # Fold the WAL into the database file so the next open starts clean and fast.
                 # Committed data is durable in the WAL either way, so a failure is only logged.
