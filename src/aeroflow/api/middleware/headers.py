@@ -6,6 +6,8 @@ Content-Security-Policy that lets Swagger UI run, static assets a long Cache-Con
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # JSON and CSV need no scripts, styles or frames at all.
@@ -26,6 +28,17 @@ _DEFAULT_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _DEFAULT_NAMES = frozenset(name for name, _ in _DEFAULT_HEADERS)
 
 
+def with_security_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``raw`` followed by each default header it does not set itself."""
+    headers = list(raw)
+    present = {name.lower() for name, _ in headers} & _DEFAULT_NAMES
+    if present:
+        headers.extend(h for h in _DEFAULT_HEADERS if h[0] not in present)
+    else:  # the usual case: a response that sets none of them
+        headers.extend(_DEFAULT_HEADERS)
+    return headers
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -37,13 +50,7 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers} & _DEFAULT_NAMES
-                if present:
-                    headers.extend(h for h in _DEFAULT_HEADERS if h[0] not in present)
-                else:  # the usual case: a response that sets none of them
-                    headers.extend(_DEFAULT_HEADERS)
-                message["headers"] = headers
+                message["headers"] = with_security_headers(message.get("headers", ()))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

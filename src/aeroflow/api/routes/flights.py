@@ -142,29 +142,45 @@ def page_response(
 ) -> Response:
     """The page as ``media_type``; the ``Link`` header is ``path`` with ``query_items`` and the
     cursor replaced."""
+    body, content_type, headers = page_parts(
+        page, media_type, codec, sort, filters, path, query_items
+    )
+    return Response(body, media_type=content_type, headers=headers)
+
+
+def page_parts(
+    page: FlightPage | FlightPageJson,
+    media_type: str,
+    codec: CursorCodec,
+    sort: SortOrder,
+    filters: FlightFilter,
+    path: str,
+    query_items: Iterable[tuple[str, str]],
+) -> tuple[bytes, str, dict[str, str]]:
+    """What :func:`page_response` answers: the body, its content type and the other headers
+    (aeroflow.api.fast_reads sends them without building a Response)."""
     next_cursor = None if page.next is None else codec.encode(page.next, sort, filters)
     headers = {"Vary": "Accept"}
     if next_cursor is not None:
         headers["Link"] = f'<{_next_url(path, query_items, next_cursor)}>; rel="next"'
     if isinstance(page, FlightPageJson):
-        body = page_json(page.data, next_cursor)
-    elif media_type == negotiation.CSV:
-        return Response(flights_csv(page.flights), media_type=_CSV_MEDIA_TYPE, headers=headers)
-    else:
-        body = flight_page_json(page.flights, next_cursor)
-    return Response(
-        body,
-        media_type=negotiation.JSON,
-        headers=headers,
-    )
+        return page_json(page.data, next_cursor), negotiation.JSON, headers
+    if media_type == negotiation.CSV:
+        return flights_csv(page.flights), _CSV_MEDIA_TYPE, headers
+    return flight_page_json(page.flights, next_cursor), negotiation.JSON, headers
 
 
 def flight_response(flight_id: str, flight: Flight | None) -> Response:
     """The flight, or ApiError 404 for an id matching FLIGHT_ID_PATTERN that is not stored."""
+    return Response(flight_body(flight_id, flight), media_type=negotiation.JSON)
+
+
+def flight_body(flight_id: str, flight: Flight | None) -> bytes:
+    """:func:`flight_response`'s JSON body (its content type is ``negotiation.JSON``)."""
     if flight is None:
         # The id matched FLIGHT_ID_PATTERN, so echoing it is safe.
         raise ApiError(404, ErrorCode.NOT_FOUND, f"flight {flight_id} not found")
-    return Response(flight_json(flight), media_type=negotiation.JSON)
+    return flight_json(flight)
 
 
 def _next_url(path: str, query_items: Iterable[tuple[str, str]], next_cursor: str) -> str:
