@@ -25,7 +25,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from xxhash import xxh3_128_hexdigest
@@ -67,6 +67,15 @@ _Stored = tuple[Any, ...]
 _VERSION, _BODY, _ETAG_AT, _ROUTE, _HEADERS = range(5)
 
 
+class Hit(NamedTuple):
+    """A kept answer as it is sent: the 200's headers (ETag last), body, ETag and route."""
+
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    etag: bytes
+    route: Any
+
+
 class _LruBytes:
     """Least-recently-used entries under a byte budget (bodies dominate the size)."""
 
@@ -81,6 +90,13 @@ class _LruBytes:
         self._route_slots: dict[int, int] = {}
 
     def get(self, key: CacheKey, version: int) -> CachedResponse | None:
+        hit = self.lookup(key, version)
+        if hit is None:
+            return None
+        return CachedResponse(version, tuple(hit.headers), hit.body, hit.etag, hit.route)
+
+    def lookup(self, key: CacheKey, version: int) -> Hit | None:
+        """The entry of ``key`` if it was kept at ``version`` (an older one is dropped)."""
         stored = self._entries.get(key)
         if stored is None:
             return None
@@ -88,29 +104,40 @@ class _LruBytes:
             self._drop(key)
             return None
         self._entries.move_to_end(key)
-        headers = tuple(zip(stored[_HEADERS::2], stored[_HEADERS + 1 :: 2], strict=True))
-        route = self._routes[stored[_ROUTE]]
-        return CachedResponse(version, headers, stored[_BODY], stored[_ETAG_AT], route)
+        headers = list(zip(stored[_HEADERS::2], stored[_HEADERS + 1 :: 2], strict=True))
+        return Hit(headers, stored[_BODY], stored[_ETAG_AT], self._routes[stored[_ROUTE]])
 
     def put(self, key: CacheKey, entry: CachedResponse) -> None:
-        cost = len(entry.body)
+        self.keep(key, entry.version, entry.headers, entry.body, entry.etag, entry.route)
+
+    def keep(
+        self,
+        key: CacheKey,
+        version: int,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        etag: bytes,
+        route: Any,
+    ) -> None:
+        cost = len(body)
         if cost > self.max_entry_bytes:
             return
-        if key in self._entries:
+        entries = self._entries
+        if key in entries:
             self._drop(key)
-        fields = [entry.version, entry.body, entry.etag, self._slot(entry)]
-        for name, value in entry.headers:
+        fields = [version, body, etag, self._slot(route)]
+        for name, value in headers:
             fields += (name, value)
-        self._entries[key] = tuple(fields)
+        entries[key] = tuple(fields)
         self.size += cost
-        while self.size > self.max_bytes and self._entries:
-            self._drop(next(iter(self._entries)))
+        while self.size > self.max_bytes and entries:
+            self._drop(next(iter(entries)))
 
-    def _slot(self, entry: CachedResponse) -> int:
-        slot = self._route_slots.get(id(entry.route))
+    def _slot(self, route: Any) -> int:
+        slot = self._route_slots.get(id(route))
         if slot is None:
-            slot = self._route_slots[id(entry.route)] = len(self._routes)
-            self._routes.append(entry.route)
+            slot = self._route_slots[id(route)] = len(self._routes)
+            self._routes.append(route)
         return slot
 
     def _drop(self, key: CacheKey) -> None:
@@ -118,6 +145,35 @@ class _LruBytes:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class ResponseCache:
+    """The kept answers of a store and the computations in flight; shared by the middleware
+    and the read lane (aeroflow.api.middleware.lane), which answers ahead of it."""
+
+    def __init__(
+        self, store: object, *, max_bytes: int, max_entry_bytes: int = 2 * 1024**2
+    ) -> None:
+        self.store = store if isinstance(store, VersionedStore) else None
+        self.lru = (
+            _LruBytes(max_bytes, max_entry_bytes)
+            if self.store is not None and max_bytes > 0
+            else None
+        )
+        # A computation's future is made only when a second request asks for it: most never
+        # get one, and a future (made, resolved) cost a never-repeating read ~1 us.
+        self.in_flight: dict[tuple[CacheKey, int], asyncio.Future[Hit | None] | None] = {}
+
+    async def follow(self, key: CacheKey, version: int) -> Hit | None:
+        """The answer of the identical request in flight at ``version``; None if there is
+        none, or if its answer is not one to share."""
+        flight = (key, version)
+        if flight not in self.in_flight:
+            return None
+        future = self.in_flight[flight]
+        if future is None:
+            future = self.in_flight[flight] = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(future)
 
 
 def make_etag(body: bytes) -> bytes:
@@ -160,20 +216,19 @@ class ResponseCacheMiddleware:
         max_bytes: int = 64 * 1024**2,
         max_entry_bytes: int = 2 * 1024**2,
         prefixes: Sequence[str] = CACHEABLE_PREFIXES,
+        cache: ResponseCache | None = None,
     ) -> None:
+        """``cache``: the entries to use (shared with the read lane); by default its own, of
+        ``store`` under ``max_bytes``."""
         self.app = app
         self._prefixes = tuple(prefixes)
-        self._store = store if isinstance(store, VersionedStore) else None
-        self._cache = (
-            _LruBytes(max_bytes, max_entry_bytes)
-            if self._store is not None and max_bytes > 0
-            else None
+        self._shared = cache or ResponseCache(
+            store, max_bytes=max_bytes, max_entry_bytes=max_entry_bytes
         )
-        self._in_flight: dict[tuple[CacheKey, int], asyncio.Future[CachedResponse | None]] = {}
 
     @property
     def enabled(self) -> bool:
-        return self._cache is not None
+        return self._shared.lru is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -184,20 +239,20 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
             return
         accept, if_none_match = _header_values(scope["headers"])
-        if self._cache is None or self._store is None:
+        shared = self._shared
+        lru, store = shared.lru, shared.store
+        if lru is None or store is None:
             await self._compute(scope, receive, send, if_none_match)
             return
         # Read before the request runs: an entry may only be older than its tag says.
-        version = self._store.write_version
+        version = store.write_version
         key: CacheKey = (scope["path"], scope["query_string"], accept)
-        entry = self._cache.get(key, version)
-        if entry is None:
-            flight = self._in_flight.get((key, version))
-            if flight is not None:
-                entry = await asyncio.shield(flight)
-        if entry is not None:
-            scope["route"] = entry.route
-            await _send_entry(entry, if_none_match, send)
+        hit = lru.lookup(key, version)
+        if hit is None:
+            hit = await shared.follow(key, version)
+        if hit is not None:
+            scope["route"] = hit.route
+            await send_hit(hit, if_none_match, send)
             return
         await self._lead(scope, receive, send, key, version, if_none_match)
 
@@ -210,29 +265,29 @@ class ResponseCacheMiddleware:
         version: int,
         if_none_match: bytes | None,
     ) -> None:
-        assert self._cache is not None  # noqa: S101 - only called with the cache on
-        future: asyncio.Future[CachedResponse | None] = asyncio.get_running_loop().create_future()
-        self._in_flight[(key, version)] = future
-        entry: CachedResponse | None = None
+        shared = self._shared
+        assert shared.lru is not None  # noqa: S101 - only called with the cache on
+        flight = (key, version)
+        # A follower whose leader had nothing to share runs the request itself, beside others.
+        leading = flight not in shared.in_flight
+        if leading:
+            shared.in_flight[flight] = None
+        hit: Hit | None = None
         try:
-            entry = await self._compute(scope, receive, send, if_none_match, version)
-            if entry is not None:
-                self._cache.put(key, entry)
+            hit = await self._compute(scope, receive, send, if_none_match)
+            if hit is not None:
+                shared.lru.keep(key, version, hit.headers, hit.body, hit.etag, hit.route)
         finally:
-            # Followers run the request themselves when there is nothing to share.
-            del self._in_flight[(key, version)]
-            future.set_result(entry)
+            if leading:
+                future = shared.in_flight.pop(flight)
+                if future is not None:
+                    future.set_result(hit)
 
     async def _compute(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        if_none_match: bytes | None,
-        version: int = -1,
-    ) -> CachedResponse | None:
+        self, scope: Scope, receive: Receive, send: Send, if_none_match: bytes | None
+    ) -> Hit | None:
         """Run the app and answer the client; returns the response when it may be kept."""
-        capture = _Capture(send, if_none_match, version, scope)
+        capture = _Capture(send, if_none_match, scope)
         await self.app(scope, receive, capture)
         return capture.result
 
@@ -241,15 +296,14 @@ class _Capture:
     """An ASGI ``send`` that holds back a 200's start until its body is complete, to add the
     ETag (and answer 304 instead); everything else passes straight through."""
 
-    def __init__(self, send: Send, if_none_match: bytes | None, version: int, scope: Scope) -> None:
+    def __init__(self, send: Send, if_none_match: bytes | None, scope: Scope) -> None:
         self._send = send
         self._if_none_match = if_none_match
-        self._version = version
         self._scope = scope
         self._start: Message | None = None
         self._passthrough = False
         self._chunks: list[bytes] = []
-        self.result: CachedResponse | None = None
+        self.result: Hit | None = None
 
     async def __call__(self, message: Message) -> None:
         if self._passthrough:
@@ -268,24 +322,35 @@ class _Capture:
         self._chunks.append(message.get("body", b""))
         if message.get("more_body", False):
             return
-        body = b"".join(self._chunks)
-        etag = make_etag(body)
-        headers = (*(tuple(h) for h in self._start.get("headers", ())), (_ETAG, etag))
-        self.result = CachedResponse(self._version, headers, body, etag, self._scope.get("route"))
+        self.result = hit = completed(
+            self._start.get("headers", ()), b"".join(self._chunks), self._scope.get("route")
+        )
         self._passthrough = True
-        await _send_entry(self.result, self._if_none_match, self._send)
+        await send_hit(hit, self._if_none_match, self._send)
 
 
-async def _send_entry(entry: CachedResponse, if_none_match: bytes | None, send: Send) -> None:
-    if if_none_match is not None and etag_matches(if_none_match, entry.etag):
+def completed(raw_headers: Iterable[tuple[bytes, bytes]], body: bytes, route: Any) -> Hit:
+    """A complete 200 as it is kept and sent: its headers with the ETag of its body added."""
+    etag = make_etag(body)
+    headers = [(name, value) for name, value in raw_headers]
+    headers.append((_ETAG, etag))
+    return Hit(headers, body, etag, route)
+
+
+def not_modified(hit: Hit, if_none_match: bytes | None) -> bool:
+    return if_none_match is not None and etag_matches(if_none_match, hit.etag)
+
+
+def not_modified_headers(hit: Hit) -> list[tuple[bytes, bytes]]:
+    return [h for h in hit.headers if h[0].lower() in _NOT_MODIFIED_HEADERS]
+
+
+async def send_hit(hit: Hit, if_none_match: bytes | None, send: Send) -> None:
+    if not_modified(hit, if_none_match):
         await send(
-            {
-                "type": "http.response.start",
-                "status": 304,
-                "headers": [h for h in entry.headers if h[0].lower() in _NOT_MODIFIED_HEADERS],
-            }
+            {"type": "http.response.start", "status": 304, "headers": not_modified_headers(hit)}
         )
         await send({"type": "http.response.body", "body": b""})
         return
-    await send({"type": "http.response.start", "status": 200, "headers": list(entry.headers)})
-    await send({"type": "http.response.body", "body": entry.body})
+    await send({"type": "http.response.start", "status": 200, "headers": list(hit.headers)})
+    await send({"type": "http.response.body", "body": hit.body})
