@@ -15,6 +15,7 @@ from aeroflow.bootstrap import Role, build_app
 from aeroflow.ingest.push import PUSH_PATH
 from aeroflow.settings import Settings
 from loopback_server import serve
+from published_store import publish_store
 
 PUSH_OIDC: dict[str, Any] = {
     "push_oidc_enabled": True,
@@ -34,7 +35,8 @@ def settings(db: Path, **overrides: Any) -> Settings:
 
 
 def test_the_api_service_starts_without_push_settings(tmp_path: Path) -> None:
-    app = build_app(settings(tmp_path / "api.duckdb"), Role.API)
+    # The read-only role serves an existing store file.
+    app = build_app(settings(publish_store(tmp_path / "api.duckdb")), Role.API)
     with serve(app) as url, httpx.Client(base_url=url) as http:
         assert http.get("/readyz").status_code == 200
         assert http.get("/v1/flights").status_code == 200

@@ -26,7 +26,7 @@ from aeroflow.observability.access_log import AccessLogMiddleware
 from aeroflow.observability.logging import configure_logging
 from aeroflow.observability.tracing import configure_tracing, shutdown_tracing
 from aeroflow.settings import Settings
-from aeroflow.storage.port import FlightStore
+from aeroflow.storage.port import FlightStore, StorageUnavailableError
 
 
 class Role(StrEnum):
@@ -37,7 +37,9 @@ class Role(StrEnum):
     INGEST = "ingest"  # push ingest only (Cloud Run service aeroflow-ingest)
 
 
-def build_store(settings: Settings) -> FlightStore:
+def build_store(settings: Settings, *, read_only: bool = False) -> FlightStore:
+    """The configured store; ``read_only`` (DuckDB) serves an existing file as a snapshot that
+    several processes may open at once (BigQuery is read-only by the service's IAM role)."""
     if settings.storage_backend == "bigquery":
         from aeroflow.storage.bigquery import BigQueryFlightStore, build_bigquery_client
 
@@ -49,7 +51,29 @@ def build_store(settings: Settings) -> FlightStore:
         threads=settings.duckdb_threads,
         memory_limit=settings.duckdb_memory_limit,
         read_model=settings.read_model,
+        read_only=read_only,
     )
+
+
+def read_only_store_problem(settings: Settings) -> str | None:
+    """Why ``aeroflow api`` cannot serve its DuckDB file (missing, not an aeroflow store,
+    held by a writer), or None: checked once without loading the read model, before the
+    server or its workers start."""
+    if settings.storage_backend != "duckdb":
+        return None
+    from aeroflow.storage.duckdb import DuckDBFlightStore, NotAStoreError
+
+    try:
+        DuckDBFlightStore(
+            settings.duckdb_path,
+            threads=settings.duckdb_threads,
+            memory_limit=settings.duckdb_memory_limit,
+            read_model=False,
+            read_only=True,
+        ).close()
+    except (NotAStoreError, StorageUnavailableError) as exc:
+        return str(exc)
+    return None
 
 
 def build_push_authenticator(settings: Settings) -> PushAuthenticator:
@@ -134,7 +158,9 @@ def _compose(
     # Before the store: a refused configuration must not open (or lock) storage first.
     mounts_push = role in (Role.SERVE, Role.INGEST)
     authenticator = build_push_authenticator(settings) if mounts_push else None
-    store = build_store(settings)
+    # The read-only role serves a published file: it never writes, and its workers (and any
+    # other reader) may open the file together.
+    store = build_store(settings, read_only=role is Role.API)
     routers: list[APIRouter] = [
         create_status_router(sample_interval_seconds=settings.status_sample_interval_seconds)
     ]
@@ -188,3 +214,18 @@ def _compose(
         "access_log_sample_rate": settings.push_access_log_sample_rate,
         "trace_requests": settings.tracing_exporter != "none",
     }
+
+
+def api_worker_app() -> ASGIApp:
+    """uvicorn's app factory in each worker process of ``aeroflow api --workers N``
+    (``aeroflow.api_workers``): settings from the environment the supervisor passed on, the
+    metrics merged across workers, logging and tracing of this process, the API's app over
+    its own read-only store and read model."""
+    from aeroflow.api_workers import exit_with_supervisor
+    from aeroflow.observability.multiprocess_metrics import report_every_worker
+
+    exit_with_supervisor()
+    report_every_worker()
+    settings = Settings()
+    configure_observability(settings)
+    return build_server_app(settings, Role.API)

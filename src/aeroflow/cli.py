@@ -17,7 +17,12 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from aeroflow.bootstrap import Role, build_server_app, configure_observability
+from aeroflow.bootstrap import (
+    Role,
+    build_server_app,
+    configure_observability,
+    read_only_store_problem,
+)
 from aeroflow.devtools.child_process import ChildExitedError, serve_command, wait_ready
 from aeroflow.settings import Settings
 
@@ -41,18 +46,25 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def _server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn ``Config`` options of every server role, one process or several."""
+    return {
+        "log_config": None,  # our JSON logging, not uvicorn's
+        "access_log": False,
+        "proxy_headers": False,  # applied by build_server_app, behind the push fast path
+        "server_header": False,
+        # Cloud Run sends SIGTERM and allows 10 s; drain requests, then the committer.
+        "timeout_graceful_shutdown": max(1, int(settings.ingest_drain_timeout_seconds // 2)),
+    }
+
+
 def _run_server(role: Role, settings: Settings, subscription: str | None = None) -> None:
     configure_observability(settings)
     config = uvicorn.Config(
         build_server_app(settings, role, subscription=subscription),
         host=settings.host,
         port=settings.port,
-        log_config=None,  # our JSON logging, not uvicorn's
-        access_log=False,
-        proxy_headers=False,  # applied by build_server_app, behind the push fast path
-        server_header=False,
-        # Cloud Run sends SIGTERM and allows 10 s; drain requests, then the committer.
-        timeout_graceful_shutdown=max(1, int(settings.ingest_drain_timeout_seconds // 2)),
+        **_server_options(settings),
     )
     uvicorn.Server(config).run()
 
@@ -90,10 +102,39 @@ def worker(subscription: SubscriptionOption = None, db: DbOption = None) -> None
     raise typer.Exit(code)
 
 
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=64,
+        help="Processes serving the API on one socket (default AEROFLOW_API_WORKERS, 1); each"
+        " holds its own read model in memory.",
+    ),
+]
+
+
 @app.command()
-def api(host: HostOption = None, port: PortOption = None, db: DbOption = None) -> None:
-    """Read API only (Cloud Run service aeroflow-api)."""
-    _run_server(Role.API, _settings(host=host, port=port, duckdb_path=db))
+def api(
+    host: HostOption = None,
+    port: PortOption = None,
+    db: DbOption = None,
+    workers: WorkersOption = None,
+) -> None:
+    """Read API only (Cloud Run service aeroflow-api), over a DuckDB file opened read-only."""
+    settings = _settings(host=host, port=port, duckdb_path=db, api_workers=workers)
+    # Before any worker starts: a missing, locked or foreign file is one clear line, not a
+    # traceback per worker.
+    problem = read_only_store_problem(settings)
+    if problem is not None:
+        console.print(f"[red]aeroflow api cannot serve the store: {problem}[/red]")
+        raise typer.Exit(1)
+    if settings.api_workers == 1:
+        _run_server(Role.API, settings)
+        return
+    from aeroflow.api_workers import serve_workers
+
+    configure_observability(settings)
+    raise typer.Exit(serve_workers(settings, **_server_options(settings)))
 
 
 @app.command()

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     cursor_secret: SecretStr = SecretStr(_DEV_CURSOR_SECRET)
     max_query_string_bytes: int = Field(default=4096, ge=256)
+    # `aeroflow api` only: processes serving the read API on one port, each with its own
+    # read-only store and read model (so its memory); about one per CPU. docs/operations.md.
+    api_workers: int = Field(default=1, ge=1, le=64)
     # In-process cache of read responses, never stale (invalidated by the store's write
     # version; stores without one, like BigQuery, get none). 0 turns it off.
     response_cache_mib: int = Field(default=64, ge=0)

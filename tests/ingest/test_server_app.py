@@ -23,6 +23,7 @@ from aeroflow.ingest.wire import encode_event
 from aeroflow.observability.logging import REQUEST_LOGGER, configure_logging
 from aeroflow.settings import Settings
 from loopback_server import serve
+from published_store import publish_store
 
 CLIENT_IP = "203.0.113.7"
 
@@ -78,7 +79,7 @@ def test_push_and_reads_answer_as_through_the_app(tmp_path: Path, log_stream: io
 
 
 def test_api_role_has_no_push_endpoint(tmp_path: Path) -> None:
-    settings = Settings(duckdb_path=tmp_path / "aeroflow.duckdb")
+    settings = Settings(duckdb_path=publish_store(tmp_path / "aeroflow.duckdb"))
     with (
         serve(build_server_app(settings, Role.API)) as base_url,
         httpx.Client(base_url=base_url) as client,

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from published_store import publish_store
+
 _CHILD = """
 import json, sys
 from opentelemetry import trace
@@ -40,7 +42,7 @@ print(json.dumps(spans))
 
 def test_a_request_gets_exactly_one_server_span(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(tmp_path / "store.duckdb")],
+        [sys.executable, "-c", _CHILD, str(publish_store(tmp_path / "store.duckdb"))],
         capture_output=True,
         text=True,
         timeout=120,

@@ -15,6 +15,7 @@ from aeroflow.bootstrap import Role, build_app
 from aeroflow.observability.logging import REQUEST_LOGGER
 from json_log_capture import captured_json_logs, json_lines
 from loopback_server import serve
+from published_store import publish_store
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_keys_appear_in_logs_and_metrics_only_as_fingerprints(
     (key, other), config = make_keys("partner-a", "partner-b")
     settings = make_settings(
         api_keys=config,
-        duckdb_path=tmp_path / "aeroflow.duckdb",
+        duckdb_path=publish_store(tmp_path / "aeroflow.duckdb"),
         rate_limit_per_key="2/minute",
     )
     wrong = key.key[:-2] + "zz"

@@ -74,5 +74,7 @@ BUILD_INFO = Gauge(
     "aeroflow_build_info",
     "Always 1; the labels say which build runs.",
     ["version"],
+    # Several workers (multiprocess_metrics): one series, not one per worker's pid.
+    multiprocess_mode="max",
 )
 BUILD_INFO.labels(version=__version__).set(1)
