@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Final, cast
 
 import uvicorn
@@ -117,6 +118,17 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def store_problem_in_child(settings: Settings) -> str | None:
+    """``bootstrap.read_only_store_problem`` in a short-lived process: opening the file
+    leaves ~80 MiB of DuckDB's memory in the process that did (measured: the supervisor's
+    RSS 60 -> 154 MiB), which the supervisor, serving nothing, need not keep."""
+    from aeroflow.bootstrap import read_only_store_problem
+
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as checker:
+        return checker.submit(read_only_store_problem, settings).result()
 
 
 def exit_with_supervisor() -> None:

@@ -122,19 +122,23 @@ def api(
 ) -> None:
     """Read API only (Cloud Run service aeroflow-api), over a DuckDB file opened read-only."""
     settings = _settings(host=host, port=port, duckdb_path=db, api_workers=workers)
+    if settings.api_workers == 1:
+        _refuse_unservable_store(read_only_store_problem(settings))
+        _run_server(Role.API, settings)
+        return
+    from aeroflow.api_workers import serve_workers, store_problem_in_child
+
     # Before any worker starts: a missing, locked or foreign file is one clear line, not a
     # traceback per worker.
-    problem = read_only_store_problem(settings)
+    _refuse_unservable_store(store_problem_in_child(settings))
+    configure_observability(settings)
+    raise typer.Exit(serve_workers(settings, **_server_options(settings)))
+
+
+def _refuse_unservable_store(problem: str | None) -> None:
     if problem is not None:
         console.print(f"[red]aeroflow api cannot serve the store: {problem}[/red]")
         raise typer.Exit(1)
-    if settings.api_workers == 1:
-        _run_server(Role.API, settings)
-        return
-    from aeroflow.api_workers import serve_workers
-
-    configure_observability(settings)
-    raise typer.Exit(serve_workers(settings, **_server_options(settings)))
 
 
 @app.command()
