@@ -13,20 +13,22 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from aeroflow import __version__
 from aeroflow.api.cursor import CursorCodec
 from aeroflow.api.docs import install_docs
 from aeroflow.api.errors import install_error_handlers
 from aeroflow.api.fast_reads import FastReads
-from aeroflow.api.middleware.access import ApiAccessMiddleware, leaf_routes
-from aeroflow.api.middleware.cache import ResponseCacheMiddleware
+from aeroflow.api.middleware.access import ApiAccessMiddleware, leaf_routes, open_access
+from aeroflow.api.middleware.cache import ResponseCache, ResponseCacheMiddleware
 from aeroflow.api.middleware.errors import InternalErrorMiddleware
-from aeroflow.api.middleware.header_limit import HeaderSizeLimitMiddleware
+from aeroflow.api.middleware.header_limit import MAX_HEADER_BYTES, HeaderSizeLimitMiddleware
 from aeroflow.api.middleware.headers import SecurityHeadersMiddleware
+from aeroflow.api.middleware.lane import LaneParts
 from aeroflow.api.middleware.limits import QueryStringLimitMiddleware
 from aeroflow.api.middleware.metrics import MetricsMiddleware
-from aeroflow.api.middleware.timeout import RequestTimeoutMiddleware
+from aeroflow.api.middleware.timeout import Deadlines, RequestTimeoutMiddleware
 from aeroflow.api.routes import flights, health, stats
 from aeroflow.api.routes.health import ReadinessCheck
 from aeroflow.api.security import access_policy, cors_options, document_security
@@ -96,28 +98,46 @@ def create_app(
 
     # Added innermost first: metrics see every response, including the ones produced by the
     # middleware below them; every response gets the security headers.
+    # Shared with the read lane (aeroflow.api.middleware.lane), which the server puts ahead of
+    # the whole app: the same entries, the same deadline timer.
+    cache = ResponseCache(store, max_bytes=settings.response_cache_mib * 1024**2)
+    deadlines = Deadlines(settings.api_request_timeout_seconds)
+    app.state.read_lane = None
     if read_api:
+        routes = list(leaf_routes(app.router.routes))
         # Innermost, inside the cache: plainly valid flight reads skip FastAPI's routing and
         # validation; everything else reaches the routes.
-        app.add_middleware(
-            FastReads,
+        app.add_middleware(FastReads, store=store, codec=app.state.cursor_codec, routes=routes)
+        cors = cors_options(settings)
+        app.state.read_lane = LaneParts(
+            reads=FastReads(
+                _answers_only, store=store, codec=app.state.cursor_codec, routes=routes
+            ),
+            cache=cache,
+            deadlines=deadlines,
             store=store,
-            codec=app.state.cursor_codec,
-            routes=list(leaf_routes(app.router.routes)),
+            max_query_bytes=settings.max_query_string_bytes,
+            max_header_bytes=MAX_HEADER_BYTES,
+            plain_access=cors is None and open_access(access),
         )
     # Innermost: a cached answer still passes the key check, limits, metrics and headers.
-    app.add_middleware(
-        ResponseCacheMiddleware, store=store, max_bytes=settings.response_cache_mib * 1024**2
-    )
+    app.add_middleware(ResponseCacheMiddleware, store=store, cache=cache)
     app.add_middleware(InternalErrorMiddleware)
-    app.add_middleware(RequestTimeoutMiddleware, seconds=settings.api_request_timeout_seconds)
+    app.add_middleware(
+        RequestTimeoutMiddleware, seconds=settings.api_request_timeout_seconds, deadlines=deadlines
+    )
     # Keys and rate limits (aeroflow.api.security) after the cheap query-string check.
     app.add_middleware(ApiAccessMiddleware, policy=access, routes=app.router.routes)
     app.add_middleware(QueryStringLimitMiddleware, max_bytes=settings.max_query_string_bytes)
-    app.add_middleware(HeaderSizeLimitMiddleware)
+    app.add_middleware(HeaderSizeLimitMiddleware, max_bytes=MAX_HEADER_BYTES)
     app.add_middleware(SecurityHeadersMiddleware)
     # Outside the key check: preflights carry no key, and refusals need CORS headers too.
     if (cors := cors_options(settings)) is not None:
         app.add_middleware(CORSMiddleware, **cors)
     app.add_middleware(MetricsMiddleware)
     return app
+
+
+async def _answers_only(scope: Scope, receive: Receive, send: Send) -> None:
+    """The app behind the read lane's FastReads, which only ever asks it for answers."""
+    raise RuntimeError("the read lane's FastReads passes nothing on")

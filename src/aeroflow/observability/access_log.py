@@ -91,7 +91,8 @@ def _protocol(scope: Scope) -> str:
     return _PROTOCOLS.get(version) or f"HTTP/{version}"
 
 
-def _read_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request headers the access line and the trace context are made of, by name."""
     headers: dict[str, str] = {}
     for name, value in raw:
         lowered = name.lower()
@@ -124,7 +125,7 @@ class AccessLogMiddleware:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = _read_headers(scope["headers"])
+        headers = read_headers(scope["headers"])
         method: str = scope["method"]
         status = 500
         response_size = 0
@@ -139,19 +140,7 @@ class AccessLogMiddleware:
 
         def log() -> None:
             if status >= 400 or scope.get("path") not in self._quiet_paths:
-                log_request(
-                    method=method,
-                    route=route_template(scope),
-                    status=status,
-                    latency_seconds=time.perf_counter() - started,
-                    query_keys=_query_keys(scope.get("query_string", b"")),
-                    user_agent=headers.get("user-agent"),
-                    remote_ip=_client_ip(headers, scope),
-                    request_size=_int_or_none(headers.get("content-length")),
-                    response_size=response_size,
-                    protocol=_protocol(scope),
-                    api_client=_api_client(scope),
-                )
+                log_access(scope, headers, status, started, response_size)
 
         if not self._trace_requests:
             if TRACEPARENT not in headers and CLOUD_TRACE_HEADER not in headers:
@@ -192,6 +181,26 @@ class AccessLogMiddleware:
                     log()
         finally:
             otel_context.detach(token)
+
+
+def log_access(
+    scope: Scope, headers: dict[str, str], status: int, started: float, response_size: int
+) -> None:
+    """The request's access line; ``headers`` as :func:`read_headers` reads them, ``started``
+    the request's ``time.perf_counter()``."""
+    log_request(
+        method=scope["method"],
+        route=route_template(scope),
+        status=status,
+        latency_seconds=time.perf_counter() - started,
+        query_keys=_query_keys(scope.get("query_string", b"")),
+        user_agent=headers.get("user-agent"),
+        remote_ip=_client_ip(headers, scope),
+        request_size=_int_or_none(headers.get("content-length")),
+        response_size=response_size,
+        protocol=_protocol(scope),
+        api_client=_api_client(scope),
+    )
 
 
 def _api_client(scope: Scope) -> str | None:

@@ -54,8 +54,7 @@ class ApiAccessMiddleware:
         self._policy = policy
         self._routes = routes  # only to label refused requests like routed ones
         self._leaves: list[BaseRoute] | None = None
-        # No keys, none required, no anonymous limit: nothing to check on /v1 at all.
-        self._open = not (policy.verifier or policy.auth_required or policy.per_ip)
+        self._open = open_access(policy)
         self._counters: dict[tuple[str, str], Counter] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,6 +147,11 @@ class ApiAccessMiddleware:
             if match is not Match.NONE:
                 scope["route"] = route
                 return
+
+
+def open_access(policy: AccessPolicy) -> bool:
+    """No keys, none required, no anonymous limit: nothing to check on /v1 at all."""
+    return not (policy.verifier or policy.auth_required or policy.per_ip)
 
 
 def leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:

@@ -31,13 +31,36 @@ def route_label(scope: Scope) -> str:
     return path
 
 
+class RequestMetrics:
+    """The request count and latency series, their children kept by label values: labels()
+    takes a lock and hashes its arguments on every call. Bounded like the label sets (routes x
+    methods x classes)."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = route_label(scope)
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        status_class = status // 100
+        counter = self._requests.get((route, method, status_class))
+        if counter is None:
+            counter = HTTP_REQUESTS.labels(route, method, f"{status_class}xx")
+            self._requests[(route, method, status_class)] = counter
+        counter.inc()
+        duration = self._durations.get((route, method))
+        if duration is None:
+            duration = self._durations[(route, method)] = HTTP_REQUEST_DURATION.labels(
+                route, method
+            )
+        duration.observe(seconds)
+
+
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # Children of the metrics by label values: labels() takes a lock and hashes its
-        # arguments on every call. Bounded like the label sets (routes x methods x classes).
-        self._requests: dict[tuple[str, str, int], Counter] = {}
-        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._metrics = RequestMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,17 +79,4 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_record_status)
         finally:
             # The router fills scope["route"] in place while handling the request.
-            route = route_label(scope)
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            status_class = status // 100
-            counter = self._requests.get((route, method, status_class))
-            if counter is None:
-                counter = HTTP_REQUESTS.labels(route, method, f"{status_class}xx")
-                self._requests[(route, method, status_class)] = counter
-            counter.inc()
-            duration = self._durations.get((route, method))
-            if duration is None:
-                duration = self._durations[(route, method)] = HTTP_REQUEST_DURATION.labels(
-                    route, method
-                )
-            duration.observe(perf_counter() - started)
+            self._metrics.record(scope, status, perf_counter() - started)

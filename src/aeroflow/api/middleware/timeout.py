@@ -50,7 +50,7 @@ class _Watched:
         return self.task.uncancel()
 
 
-class _Deadlines:
+class Deadlines:
     """Requests in arrival order (which is deadline order) and one timer for the oldest."""
 
     def __init__(self, seconds: float) -> None:
@@ -94,11 +94,20 @@ class _Deadlines:
 
 
 class RequestTimeoutMiddleware:
-    def __init__(self, app: ASGIApp, *, seconds: float, path_prefix: str = "/v1/") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        seconds: float,
+        path_prefix: str = "/v1/",
+        deadlines: Deadlines | None = None,
+    ) -> None:
+        """``deadlines``: the timer to share with the read lane, which answers ahead of this
+        layer (aeroflow.api.middleware.lane); its own by default."""
         self.app = app
         self.seconds = seconds
         self.path_prefix = path_prefix
-        self._deadlines = _Deadlines(seconds)
+        self._deadlines = deadlines or Deadlines(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.path_prefix):

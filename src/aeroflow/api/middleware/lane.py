@@ -1,0 +1,197 @@
+"""Plain flight reads answered ahead of every layer they would pass, with those layers' effects.
+
+A ``GET /v1/flights`` page or ``/v1/flights/{id}`` lookup goes through about fifteen ASGI
+layers (uvicorn's proxy headers, FastAPI's and Starlette's own, the access log, metrics,
+security headers, the size limits, API keys, the deadline, the catch-all, the response cache,
+the fast reads): each one's frame and send wrapper, a sixth of the CPU of a point lookup once
+the store answers from memory. This lane, the outermost layer of the served app, answers
+such a read itself when none of the layers it skips would do more than it reproduces:
+
+* the store answers inline (``reads_block`` is False), so nothing awaits before the answer is
+  complete, and no CORS layer is configured (it adds headers to every answer);
+* API keys are neither configured nor required and no anonymous rate limit is set;
+* no server span is recorded and the request carries no trace context (the access log would
+  make it current), and its ``X-Forwarded-For`` is absent or not empty;
+* the query string and the headers are within the size limits.
+
+What it reproduces, in the stack's order: the response cache's entries, single flight and
+ETag/304 (the same ``ResponseCache``), the fast reads' answers (the same ``FastReads``), the
+deadline (the same timer: a send still blocked at the deadline ends as it would), the
+security headers, the request metrics and the access line. Anything else (a request the fast
+reads leave to the route, an identical request in flight, a store that fails) goes down the
+stack untouched, which answers it from the start; reads have no side effects.
+tests/api/middleware/test_read_lane.py holds both paths to the same statuses, headers,
+bodies, metrics and access lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Final
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aeroflow.api.fast_reads import LIST_PATH, FastReads
+from aeroflow.api.middleware.cache import (
+    CacheKey,
+    Hit,
+    ResponseCache,
+    completed,
+    not_modified,
+    not_modified_headers,
+)
+from aeroflow.api.middleware.errors import logger as internal_error_logger
+from aeroflow.api.middleware.headers import with_security_headers
+from aeroflow.api.middleware.metrics import RequestMetrics
+from aeroflow.api.middleware.timeout import Deadlines
+from aeroflow.observability.access_log import log_access, read_headers
+from aeroflow.observability.tracing import CLOUD_TRACE_HEADER, TRACEPARENT
+from aeroflow.storage.port import FlightStore
+
+_ACCEPT: Final = b"accept"
+_IF_NONE_MATCH: Final = b"if-none-match"
+_FORWARDED_FOR: Final = "x-forwarded-for"
+
+
+@dataclass(frozen=True)
+class LaneParts:
+    """The pieces of an app that its read lane shares (built by ``create_app``)."""
+
+    reads: FastReads
+    cache: ResponseCache
+    deadlines: Deadlines
+    store: FlightStore
+    max_query_bytes: int
+    max_header_bytes: int
+    # False when anything between the lane and the reads would act on a plain read: API keys
+    # or rate limits to check, a CORS layer.
+    plain_access: bool
+
+
+class ReadLane:
+    """``ReadLane(app, parts=..., trace_requests=...)``: outermost; every request it does not
+    answer goes to ``app``."""
+
+    def __init__(self, app: ASGIApp, *, parts: LaneParts, trace_requests: bool) -> None:
+        self._app = app
+        self._parts = parts
+        # With spans to record, every request takes the access log's traced path.
+        self._on = parts.plain_access and not trace_requests
+        self._metrics = RequestMetrics()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            not self._on
+            or scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not scope["path"].startswith(LIST_PATH)
+            or not await self._answered(scope, send)
+        ):
+            await self._app(scope, receive, send)
+
+    async def _answered(self, scope: Scope, send: Send) -> bool:
+        """Answers the request and returns True, or returns False having sent nothing."""
+        parts = self._parts
+        if parts.store.reads_block or len(scope["query_string"]) > parts.max_query_bytes:
+            return False
+        started = perf_counter()
+        size = 0
+        accept = b""
+        if_none_match = None
+        for name, value in scope["headers"]:
+            size += len(name) + len(value) + 4
+            lowered = name.lower()
+            if lowered == _ACCEPT:
+                accept = value
+            elif lowered == _IF_NONE_MATCH:
+                if_none_match = value
+        if size > parts.max_header_bytes:
+            return False
+        headers = read_headers(scope["headers"])
+        if (
+            TRACEPARENT in headers
+            or CLOUD_TRACE_HEADER in headers
+            or headers.get(_FORWARDED_FOR) == ""  # uvicorn's proxy layer would pick the client
+        ):
+            return False
+
+        cache = parts.cache
+        lru, versioned = cache.lru, cache.store
+        key: CacheKey | None = None
+        version = -1
+        hit: Hit | None = None
+        if lru is not None and versioned is not None:
+            version = versioned.write_version
+            key = (scope["path"], scope["query_string"], accept)
+            hit = lru.lookup(key, version)
+            if hit is None and (key, version) in cache.in_flight:
+                return False  # the stack's cache layer follows it
+        if hit is None:
+            try:
+                # Inline (the store does not block): nothing else runs until it returns.
+                answer = await parts.reads.answer(scope)
+            except Exception:
+                scope.pop("route", None)
+                return False  # the stack answers it again, with its catch-all
+            if answer is None:
+                return False
+            if answer.status_code != 200:  # an error: the cache layer passes it as it is
+                raw = with_security_headers(answer.raw_headers)
+                body = bytes(answer.body)
+                await self._send(scope, send, headers, started, answer.status_code, raw, body)
+                return True
+            hit = completed(answer.raw_headers, bytes(answer.body), scope.get("route"))
+            if key is not None and lru is not None:
+                # Kept before it is sent: nothing can ask for it in between otherwise.
+                lru.keep(key, version, hit.headers, hit.body, hit.etag, hit.route)
+        else:
+            scope["route"] = hit.route
+        if not_modified(hit, if_none_match):
+            raw = with_security_headers(not_modified_headers(hit))
+            await self._send(scope, send, headers, started, 304, raw, b"")
+        else:
+            raw = with_security_headers(hit.headers)
+            await self._send(scope, send, headers, started, 200, raw, hit.body)
+        return True
+
+    async def _send(
+        self,
+        scope: Scope,
+        send: Send,
+        headers: dict[str, str],
+        started: float,
+        status: int,
+        raw: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
+        """Sends the answer under the request's deadline, then its metrics and access line."""
+        deadlines = self._parts.deadlines
+        task = asyncio.current_task()
+        watched = None if task is None else deadlines.watch(task)
+        response_size = 0
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            response_size = len(body)
+            await send({"type": "http.response.body", "body": body})
+        except asyncio.CancelledError as exc:
+            # As the deadline layer: a cancellation of its own, none other pending, is the
+            # deadline's; the response has started, so it ends the connection as the
+            # catch-all leaves it to the server, logged once.
+            if watched is None or not watched.expired or watched.settle() > watched.cancelling:
+                raise
+            try:
+                raise TimeoutError from exc
+            except TimeoutError:
+                internal_error_logger.exception(
+                    "unhandled error", extra={"method": scope["method"], "path": scope["path"]}
+                )
+                raise
+        finally:
+            if watched is not None:
+                deadlines.release(watched)
+                if watched.expired:
+                    watched.settle()
+            self._metrics.record(scope, status, perf_counter() - started)
+            log_access(scope, headers, status, started, response_size)
