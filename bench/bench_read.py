@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from harness import (
     log,
     machine_info,
     peak_rss_mib,
+    process_tree,
     rss_mib,
     run_wrk,
     running,
@@ -70,11 +72,34 @@ def measure(
     return results
 
 
-def _memory(server: Server) -> dict[str, float]:
+def _memory(server: Server) -> dict[str, Any]:
     return {
         "rss_mib": round(rss_mib(server.pid), 1),
         "peak_rss_mib": round(peak_rss_mib(server.pid), 1),
+        # A supervisor and its workers (aeroflow api --workers N): each process's share.
+        "rss_per_process_mib": [round(_rss_alone_mib(pid), 1) for pid in process_tree(server.pid)],
     }
+
+
+def _rss_alone_mib(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in status if line[:6] == "VmRSS:"), 0.0)
+
+
+def wait_listening(port: int, count: int, *, timeout: float) -> None:
+    """Until ``count`` sockets listen on ``port`` (one per worker of ``aeroflow api``)."""
+    deadline = time.monotonic() + timeout
+    local = f":{port:04X}"
+    while time.monotonic() < deadline:
+        rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+        # Fields: sl, local_address, rem_address, st (0A = LISTEN), ...
+        if sum(row[1].endswith(local) and row[3] == "0A" for row in rows) >= count:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"fewer than {count} listeners on port {port} after {timeout:.0f} s")
 
 
 def bench_system(
@@ -88,9 +113,13 @@ def bench_system(
     connections: Sequence[int],
     seconds: float,
     lists: dict[str, list[str]] | None = None,
+    listeners: int = 1,
 ) -> dict[str, Any]:
     wait_for_quiet()
     with running(server, timeout=300):
+        if listeners > 1:
+            # Ready is one worker answering; the others may still be loading their model.
+            wait_listening(server.port, listeners, timeout=300)
         memory_idle = _memory(server)
         if lists is None:
             lists = scenarios.BUILDERS[builder](workload, server.base_url, 13)
@@ -179,6 +208,13 @@ def bench_read(
         elif system == "aeroflow-nocache":
             server = peers.aeroflow(db, AEROFLOW_RESPONSE_CACHE_MIB="0")
             result = bench_system(system, server, builder="aeroflow", **common)
+        elif system.startswith("aeroflow-workers"):
+            # aeroflow-workers<N>[-nocache]: aeroflow api --workers N
+            workers = int(system.removeprefix("aeroflow-workers").split("-")[0])
+            env = {"AEROFLOW_RESPONSE_CACHE_MIB": "0"} if system.endswith("-nocache") else {}
+            server = peers.aeroflow_api(db, workers=workers, **env)
+            server.name = system
+            result = bench_system(system, server, builder="aeroflow", listeners=workers, **common)
         elif system == "raw-asgi":
             with running(peers.aeroflow(db)) as source:
                 bodies, lists = raw_bodies(source, workload, dataset)

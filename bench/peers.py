@@ -46,6 +46,31 @@ def aeroflow(db: Path, *, server: str = "default", **env: str) -> Server:
     )
 
 
+def aeroflow_api(db: Path, *, workers: int, **env: str) -> Server:
+    """``aeroflow api --workers N``: the read-only role on N processes, each with its own
+    read model, over the same file (opened read-only: the file is never written)."""
+    port = free_port()
+    log_path = DATA / "logs" / f"aeroflow-api-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    return Server(
+        name=f"aeroflow-workers{workers}",
+        command=[
+            str(VENV_BIN / "aeroflow"),
+            "api",
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+            "--workers",
+            str(workers),
+        ],
+        port=port,
+        ready_path="/readyz",
+        env={"AEROFLOW_ENVIRONMENT": "development", **env},
+        log_path=log_path,
+    )
+
+
 def datasette(sqlite_file: Path) -> Server:
     port = free_port()
     return Server(

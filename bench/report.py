@@ -17,11 +17,21 @@ import matplotlib.pyplot as plt
 from harness import RESULTS, log
 
 _results = RESULTS
-SYSTEM_ORDER = ("raw-asgi", "aeroflow", "aeroflow-nocache", "datasette", "roapi")
+SYSTEM_ORDER = (
+    "raw-asgi",
+    "aeroflow",
+    "aeroflow-nocache",
+    "aeroflow-workers2",
+    "aeroflow-workers2-nocache",
+    "datasette",
+    "roapi",
+)
 COLOURS = {
     "raw-asgi": "#9e9e9e",
     "aeroflow": "#1565c0",
     "aeroflow-nocache": "#64b5f6",
+    "aeroflow-workers2": "#6a1b9a",
+    "aeroflow-workers2-nocache": "#ba68c8",
     "datasette": "#ef6c00",
     "roapi": "#2e7d32",
 }
@@ -288,6 +298,7 @@ def _targets(
                     verdict(bool(point) and point["p99_ms"] < 10),
                 ]
             )
+        rows += _workers_targets(read, ds, ro, verdict)
     if scaling and scaling["sizes"]:
         top = scaling["sizes"][-1]
         for scenario in ("stats_carrier", "stats_month"):
@@ -369,6 +380,57 @@ def _targets(
     return _table(["target", "measured", "verdict"], rows)
 
 
+def _workers_targets(read: dict[str, Any], ds: float, ro: float, verdict: Any) -> list[list[str]]:
+    """The same targets for `aeroflow api --workers 2` (the read-only role on both cores),
+    cache on; the single-process rows above stay the local default's."""
+    rows: list[list[str]] = []
+    rnd = _point(read, "aeroflow-workers2", "random", 32)
+    if rnd:
+        rows.append(
+            [
+                "random pages ≈ 5,500 req/s, p99 < 50 ms (c=32), `api --workers 2`",
+                f"{rnd['rps']:,.0f} req/s, p99 {rnd['p99_ms']:.1f} ms;"
+                f" {_ratio(rnd['rps'], ds)} Datasette, {_ratio(rnd['rps'], ro)} ROAPI",
+                verdict(rnd["rps"] >= 5500 and rnd["p99_ms"] < 50)
+                + (
+                    "; ratios " + verdict(rnd["rps"] >= 10 * ds and rnd["rps"] >= 25 * ro)
+                    if ds and ro
+                    else ""
+                ),
+            ]
+        )
+    point = _point(read, "aeroflow-workers2", "point", 32)
+    if point:
+        rows.append(
+            [
+                "point lookup p99 < 10 ms (c=32), `api --workers 2`",
+                f"p99 {point['p99_ms']:.2f} ms, {point['rps']:,.0f} req/s",
+                verdict(point["p99_ms"] < 10),
+            ]
+        )
+    return rows
+
+
+def _memory_table(read: dict[str, Any]) -> str:
+    """RSS of each system after its run: in total, and per process for a supervisor and its
+    workers (each worker holds its own read model)."""
+    rows = []
+    for system in _systems(read):
+        result = read["systems"][system]
+        for moment in ("memory_idle", "memory_after"):
+            memory = result.get(moment, {})
+            per_process = memory.get("rss_per_process_mib", [])
+            rows.append(
+                [
+                    system,
+                    moment.removeprefix("memory_"),
+                    f"{memory.get('rss_mib', 0):,.0f}",
+                    " + ".join(f"{m:,.0f}" for m in per_process) if len(per_process) > 1 else "",
+                ]
+            )
+    return _table(["system", "when", "RSS MiB (all processes)", "per process MiB"], rows)
+
+
 def write_report() -> Path:
     read, big = _load("read_nyc"), _load("read_big")
     scaling, ingest, load = _load("scaling"), _load("ingest"), _load("load_full_sample")
@@ -403,12 +465,18 @@ def write_report() -> Path:
             "",
             f"{read['seconds_per_point']:g} s per point. `aeroflow` is `aeroflow serve` as "
             "shipped (response cache on); `aeroflow-nocache` sets AEROFLOW_RESPONSE_CACHE_MIB=0 "
-            "and runs only the scenarios a cache can serve; `raw-asgi` returns aeroflow's bytes "
-            "from a bare ASGI app under the same server (the ceiling).",
+            "and runs only the scenarios a cache can serve; `aeroflow-workers2` is the "
+            "read-only role `aeroflow api --workers 2` over the same file (two processes, "
+            "each with its own read model; `-nocache` with the cache off); `raw-asgi` returns "
+            "aeroflow's bytes from a bare ASGI app under the same server (the ceiling).",
             "",
             read.get("note", ""),
             "",
             _read_table(read),
+            "",
+            "Memory (RSS; a supervisor's row sums it and its workers):",
+            "",
+            _memory_table(read),
             "",
         ]
     if big:
@@ -426,6 +494,8 @@ def write_report() -> Path:
             big.get("note", ""),
             "",
             _read_table(big),
+            "",
+            _memory_table(big),
             "",
         ]
     stats = _load("stats")

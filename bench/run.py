@@ -5,7 +5,9 @@
 2. The same flights for the peers (SQLite for Datasette, Parquet for ROAPI) and a 10 M-row
    store generated with DuckDB SQL (not through ingest).
 3. Read API on the sample: aeroflow (cache on, the default), aeroflow with the cache off,
-   the raw ASGI ceiling, Datasette and ROAPI. Then aeroflow on 10 M rows.
+   the raw ASGI ceiling, Datasette and ROAPI; ``aeroflow api --workers 2`` (the read-only
+   role on both cores), cache on and off, for the pages and lookups. Then aeroflow on 10 M
+   rows (with 2 workers too).
 4. Scaling from 336 k to 10 M rows (cache off), 5. ingest, 6. ``report.md`` with charts.
 
 Results: ``bench/results/*.json`` and ``report.md``; data under ``bench/.data`` (git-ignored).
@@ -20,6 +22,7 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import bench_ingest
@@ -32,11 +35,26 @@ import report
 from harness import DATA, RESULTS, load_average, log, machine_info, save_json
 
 CACHE_SENSITIVE = ("single", "stats_carrier", "stats_month", "deep")
+# `aeroflow api --workers 2`, beside the single-process rows (still the local default's).
+WORKERS_SYSTEMS = ("aeroflow-workers2", "aeroflow-workers2-nocache")
+WORKERS_SCENARIOS = ("single", "random", "point")
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     # So that every ``finally`` runs and no server is left behind.
     sys.exit(128 + signum)
+
+
+def _workers(db: Path, dataset: str, seconds: float) -> dict[str, Any]:
+    return bench_read.bench_read(
+        dataset,
+        db,
+        sqlite_file=None,
+        parquet_file=None,
+        systems=WORKERS_SYSTEMS,
+        seconds=seconds,
+        scenario_names=WORKERS_SCENARIOS,
+    )
 
 
 def main() -> None:
@@ -104,6 +122,7 @@ def main() -> None:
         scenario_names=CACHE_SENSITIVE,
     )
     read["systems"].update(nocache["systems"])
+    read["systems"].update(_workers(nyc, "nyc", seconds)["systems"])
     read["generated"] = generated
     save_json(report.name("read_nyc"), read)
 
@@ -121,6 +140,7 @@ def main() -> None:
             scenario_names=CACHE_SENSITIVE,
         )
         big_read["systems"].update(big_nocache["systems"])
+        big_read["systems"].update(_workers(big, "big", seconds)["systems"])
         save_json(report.name("read_big"), big_read)
         # Every grouping, with and without filters, straight on DuckDB: the uncached cost the
         # response cache hides in the read runs above.
