@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from aeroflow.api.app import create_app
-from aeroflow.api.middleware.headers import SecurityHeadersMiddleware
+from aeroflow.api.middleware.headers import SecurityHeadersMiddleware, with_security_headers
 from aeroflow.api.routes.status import create_status_router
 from aeroflow.ingest.auth import NoPushAuthentication, PushAuthenticator
 from aeroflow.ingest.committer import GroupCommitter
@@ -211,6 +211,8 @@ def _compose(
     # records its own metrics, sampled access log and span (aeroflow.ingest.push).
     return app, {
         "endpoint": SecurityHeadersMiddleware(push),
+        # For PushHttpProtocol: the bare endpoint and the headers its wrapping adds.
+        "lane": (push, with_security_headers(())),
         "access_log_sample_rate": settings.push_access_log_sample_rate,
         "trace_requests": settings.tracing_exporter != "none",
     }

@@ -24,6 +24,7 @@ from aeroflow.bootstrap import (
     read_only_store_problem,
 )
 from aeroflow.devtools.child_process import ChildExitedError, serve_command, wait_ready
+from aeroflow.ingest.push_protocol import PushHttpProtocol
 from aeroflow.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -53,6 +54,8 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "proxy_headers": False,  # applied by build_server_app, behind the push fast path
         "server_header": False,
+        # uvicorn's httptools protocol, plain push requests answered by the push lane.
+        "http": PushHttpProtocol,
         # Cloud Run sends SIGTERM and allows 10 s; drain requests, then the committer.
         "timeout_graceful_shutdown": max(1, int(settings.ingest_drain_timeout_seconds // 2)),
     }

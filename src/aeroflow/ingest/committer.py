@@ -16,6 +16,9 @@ one collects in the queue, so under load batches grow to what arrived during a w
 Async callers (the push endpoint) use ``submit_async``: their asyncio futures are settled with
 ONE ``call_soon_threadsafe`` per batch and event loop. Wrapping a concurrent Future per message
 (``asyncio.wrap_future``) costs a thread-safe wake-up of the loop per message instead.
+``submit_callback`` goes one step further for callers that are not coroutines (the push lane of
+``ingest/push_protocol.py``): no future at all, the callback runs inside that one per-batch
+callback.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,12 +73,18 @@ class CommitterClosedError(StorageUnavailableError):
     """The committer is draining or stopped and takes no new messages (HTTP 503)."""
 
 
+# Called on the submitter's event loop with the outcome, or the exception the batch failed with.
+OutcomeCallback = Callable[[Outcome | BaseException], None]
+
+
 @dataclass(slots=True)
 class _Pending:
     item: Item
     enqueued: float  # time.monotonic()
     future: Future[Outcome] | None = None  # a thread caller (submit)
     waiter: asyncio.Future[Outcome] | None = None  # an event-loop caller (submit_async)
+    callback: OutcomeCallback | None = None  # an event-loop caller (submit_callback) ...
+    loop: asyncio.AbstractEventLoop | None = None  # ... and the loop it runs on
 
     def claim(self) -> bool:
         """False when the caller has given up already (a cancelled Future): skip the item.
@@ -169,6 +178,25 @@ class GroupCommitter:
         Must be called on the running loop, which the result is delivered to.
         """
         waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        try:
+            self._append_unlocked(_Pending(item, time.monotonic(), waiter=waiter))
+        except CommitterOverloadedError as exc:
+            waiter.set_exception(exc)
+        return waiter
+
+    def submit_callback(self, item: Item, callback: OutcomeCallback) -> None:
+        """``submit_async`` without a future, for event-loop code that is not a coroutine.
+
+        ``callback`` runs on the running loop once the batch is durable (with the Outcome) or
+        has failed (with the exception), inside the committer's one callback per batch: it
+        must not raise, and it is never called when this raises CommitterClosedError or
+        CommitterOverloadedError instead.
+        """
+        loop = asyncio.get_running_loop()
+        self._append_unlocked(_Pending(item, time.monotonic(), callback=callback, loop=loop))
+
+    def _append_unlocked(self, pending: _Pending) -> None:
+        """Queue an event-loop caller's message; raises as ``submit_callback`` says."""
         # Without the lock, unlike ``submit``: taking it per message cost the event loop ~8 %
         # of its time per push request, mostly waiting for it while the writer held it. A
         # deque append is atomic, and the writer only needs the lock for its wake-ups.
@@ -177,11 +205,7 @@ class GroupCommitter:
             raise CommitterClosedError("ingest is shutting down")
         if len(queue) >= self._max_pending:
             _FAILED.inc()
-            waiter.set_exception(
-                CommitterOverloadedError(f"{len(queue)} messages waiting to be written")
-            )
-            return waiter
-        pending = _Pending(item, time.monotonic(), waiter=waiter)
+            raise CommitterOverloadedError(f"{len(queue)} messages waiting to be written")
         queue.append(pending)
         queued = len(queue)
         if queued == 1 or queued >= self._wake_at:
@@ -194,9 +218,8 @@ class GroupCommitter:
                 try:
                     queue.remove(pending)
                 except ValueError:
-                    return waiter  # written or settled as closed by whoever took it
+                    return  # written or settled as closed by whoever took it
             raise CommitterClosedError("ingest is shutting down")
-        return waiter
 
     def _enqueue(self, pending: _Pending) -> None:
         # Called with self._cond held. The writer needs a wake-up only when it may be idle
@@ -378,6 +401,8 @@ def _settle(settlements: Sequence[Settlement]) -> None:
         pending, result = settlement
         if pending.waiter is not None:
             by_loop.setdefault(pending.waiter.get_loop(), []).append(settlement)
+        elif pending.loop is not None:
+            by_loop.setdefault(pending.loop, []).append(settlement)
         elif pending.future is not None:
             if isinstance(result, BaseException):
                 pending.future.set_exception(result)
@@ -392,6 +417,13 @@ def _settle(settlements: Sequence[Settlement]) -> None:
 def _settle_waiters(settlements: Sequence[Settlement]) -> None:
     """Runs on the waiters' event loop."""
     for pending, result in settlements:
+        callback = pending.callback
+        if callback is not None:
+            try:
+                callback(result)
+            except Exception:  # a broken caller must not keep the rest of the batch waiting
+                log.exception("an ingest outcome callback failed")
+            continue
         waiter = pending.waiter
         if waiter is None or waiter.done():  # done: cancelled, the request went away
             continue

@@ -26,11 +26,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
-import orjson
 from fastapi import APIRouter
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -39,8 +37,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aeroflow.ingest.auth import PushAuthenticator, PushAuthError
-from aeroflow.ingest.committer import CommitterOverloadedError, GroupCommitter
+from aeroflow.ingest.committer import (
+    CommitterOverloadedError,
+    GroupCommitter,
+    Item,
+    OutcomeCallback,
+)
 from aeroflow.ingest.envelope import EnvelopeError, decode_push
+from aeroflow.ingest.push_answers import Headers, Refusal, error_body, error_headers
+from aeroflow.ingest.push_lane import PushLane
 from aeroflow.observability.logging import log_request
 from aeroflow.observability.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 from aeroflow.observability.tracing import extract_http_context, get_tracer, trace_ids_from_headers
@@ -51,8 +56,6 @@ log = logging.getLogger(__name__)
 PUSH_PATH: Final = "/pubsub/push"
 
 _NO_CONTENT: Final = 204
-_JSON: Final = (b"content-type", b"application/json")
-Headers = Sequence[tuple[bytes, bytes]]
 
 
 class PushEndpoint:
@@ -64,6 +67,9 @@ class PushEndpoint:
     ``unavailable`` (storage down or shutting down). ``retry_after_seconds`` goes out with
     503s, 1 s with 429s: Pub/Sub ignores it and follows the subscription's retry policy, other
     senders such as PushPublisher honour it.
+
+    The steps (``authenticate``, ``decode``, ``submit_callback``, ``refusal_for``) are public
+    for the push lane (``push_lane.py``), which answers the same requests outside ASGI.
     """
 
     def __init__(
@@ -76,53 +82,81 @@ class PushEndpoint:
     ) -> None:
         self._committer = committer
         self._authenticator = authenticator
-        self._max_body = max_body_bytes
-        self._retry_unavailable = ((b"retry-after", str(retry_after_seconds).encode()),)
-        self._retry_overloaded = ((b"retry-after", b"1"),)
+        self.max_body_bytes = max_body_bytes
+        self._too_large = Refusal(
+            413, "payload_too_large", f"request body exceeds {max_body_bytes} bytes"
+        )
+        self._overloaded_headers = ((b"retry-after", b"1"),)
+        self._unavailable = Refusal(
+            503,
+            "unavailable",
+            "storage is unavailable; retry later",
+            ((b"retry-after", str(retry_after_seconds).encode()),),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handle(scope, receive, send)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> int:
-        authorization: str | None = None
+        authorization: bytes | None = None
         declared: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                authorization = value.decode("latin-1")
+                authorization = value
             elif name == b"content-length":
                 declared = value
-        try:
-            self._authenticator.authenticate(authorization)
-        except PushAuthError as exc:
-            code = "unauthenticated" if exc.status_code == 401 else "forbidden"
-            return await _error(send, exc.status_code, code, exc.message)
+        refusal = self.authenticate(authorization)
+        if refusal is not None:
+            return await _refuse(send, refusal)
 
         body = await self._read_body(receive, declared)
         if body is None:
-            log.warning("push request body over %d bytes refused", self._max_body)
-            message = f"request body exceeds {self._max_body} bytes"
-            return await _error(send, 413, "payload_too_large", message)
+            log.warning("push request body over %d bytes refused", self.max_body_bytes)
+            return await _refuse(send, self._too_large)
+        decoded = self.decode(body)
+        if isinstance(decoded, Refusal):
+            return await _refuse(send, decoded)
         try:
-            item = decode_push(body, datetime.now(UTC))
-        except EnvelopeError as exc:
-            log.warning("push request is not an envelope: %s", exc)
-            return await _error(send, 400, "invalid_envelope", str(exc))
-
-        try:
-            await self._committer.submit_async(item)
-        except CommitterOverloadedError as exc:
-            return await _error(send, 429, "overloaded", str(exc), self._retry_overloaded)
-        except StorageUnavailableError:
-            # Not logged per message: the committer logs each failed batch once.
-            message = "storage is unavailable; retry later"
-            return await _error(send, 503, "unavailable", message, self._retry_unavailable)
+            await self._committer.submit_async(decoded)
+        except StorageUnavailableError as exc:
+            return await _refuse(send, self.refusal_for(exc))
         await send({"type": "http.response.start", "status": _NO_CONTENT, "headers": []})
         await send({"type": "http.response.body", "body": b""})
         return _NO_CONTENT
 
+    def authenticate(self, authorization: bytes | None) -> Refusal | None:
+        """None when the caller may push, else the 401/403 to answer."""
+        try:
+            self._authenticator.authenticate(
+                None if authorization is None else authorization.decode("latin-1")
+            )
+        except PushAuthError as exc:
+            code = "unauthenticated" if exc.status_code == 401 else "forbidden"
+            return Refusal(exc.status_code, code, exc.message)
+        return None
+
+    def decode(self, body: bytes) -> Item | Refusal:
+        """The message to store (poison included), or the 400 of a body that is no envelope."""
+        try:
+            return decode_push(body, datetime.now(UTC))
+        except EnvelopeError as exc:
+            log.warning("push request is not an envelope: %s", exc)
+            return Refusal(400, "invalid_envelope", str(exc))
+
+    def submit_callback(self, item: Item, callback: OutcomeCallback) -> None:
+        """Queue ``item`` for the group commit (see ``GroupCommitter.submit_callback``)."""
+        self._committer.submit_callback(item, callback)
+
+    def refusal_for(self, exc: StorageUnavailableError) -> Refusal:
+        """429 when the writer is behind, 503 when storage is down or ingest is stopping."""
+        if isinstance(exc, CommitterOverloadedError):
+            return Refusal(429, "overloaded", str(exc), self._overloaded_headers)
+        # Not logged per message: the committer logs each failed batch once.
+        return self._unavailable
+
     async def _read_body(self, receive: Receive, declared: bytes | None) -> bytes | None:
         """The body, or None as soon as it is known to exceed the limit."""
-        limit = self._max_body
+        limit = self.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
         message = await receive()
@@ -175,6 +209,11 @@ class PushFastPath:
     of the 2xx (0 = none, 1 = all; Cloud Run's own request log has every request anyway).
     ``trace_requests``: open a server span per push request, as the access log middleware does
     for other routes (only worth it when a tracing exporter is configured).
+
+    ``lane``: the bare PushEndpoint inside ``endpoint`` and the headers ``endpoint``'s wrapping
+    adds to every response. With it (and without tracing), ``push_lane`` is set, and a server
+    running ``PushHttpProtocol`` answers plain push requests in the protocol itself, recorded
+    here the same way (``push_protocol.py``).
     """
 
     def __init__(
@@ -184,6 +223,7 @@ class PushFastPath:
         endpoint: ASGIApp,
         access_log_sample_rate: float = 1.0,
         trace_requests: bool = False,
+        lane: tuple[PushEndpoint, Headers] | None = None,
     ) -> None:
         if not 0.0 <= access_log_sample_rate <= 1.0:
             raise ValueError("access_log_sample_rate must be within 0..1")
@@ -194,6 +234,10 @@ class PushFastPath:
         self._duration = HTTP_REQUEST_DURATION.labels(PUSH_PATH, "POST")
         # Series by status class, created on first use as the metrics middleware does.
         self._requests: dict[int, Counter] = {}
+        self.push_lane: PushLane | None = None
+        if lane is not None and not trace_requests:
+            bare, response_headers = lane
+            self.push_lane = PushLane(bare, response_headers, self.record)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PUSH_PATH or scope["method"] != "POST":
@@ -225,6 +269,15 @@ class PushFastPath:
             latency = time.perf_counter() - started
             self._duration.observe(latency)
             self._count(status)
+        self._log(scope, status, latency, response_size)
+
+    def record(self, scope: Scope, status: int, latency: float, response_size: int) -> None:
+        """The metrics and (sampled) access log line of a push request answered elsewhere."""
+        self._duration.observe(latency)
+        self._count(status)
+        self._log(scope, status, latency, response_size)
+
+    def _log(self, scope: Scope, status: int, latency: float, response_size: int) -> None:
         if status >= 400 or (self._sample_rate and random.random() < self._sample_rate):  # noqa: S311
             _log_push(scope, status, latency, response_size)
 
@@ -291,21 +344,19 @@ def _log_push(scope: Scope, status: int, latency: float, response_size: int) -> 
     )
 
 
+async def _refuse(send: Send, refusal: Refusal) -> int:
+    return await _error(send, refusal.status, refusal.code, refusal.message, refusal.headers)
+
+
 async def _error(
-    send: Send,
-    status_code: int,
-    code: str,
-    message: str,
-    headers: Headers = (),
-    details: Collection[object] = (),
+    send: Send, status_code: int, code: str, message: str, headers: Headers = ()
 ) -> int:
-    """The service-wide error shape: ``{"error": {"code", "message", "details"}}``."""
-    body = orjson.dumps({"error": {"code": code, "message": message, "details": list(details)}})
+    body = error_body(code, message)
     await send(
         {
             "type": "http.response.start",
             "status": status_code,
-            "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers],
+            "headers": error_headers(body, headers),
         }
     )
     await send({"type": "http.response.body", "body": body})
