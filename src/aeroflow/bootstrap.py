@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from aeroflow.api.app import create_app
 from aeroflow.api.middleware.headers import SecurityHeadersMiddleware, with_security_headers
+from aeroflow.api.middleware.lane import ReadLane
 from aeroflow.api.routes.status import create_status_router
 from aeroflow.ingest.auth import NoPushAuthentication, PushAuthenticator
 from aeroflow.ingest.committer import GroupCommitter
@@ -131,7 +132,11 @@ def build_app(
 
 
 def build_server_app(
-    settings: Settings, role: Role = Role.SERVE, *, subscription: str | None = None
+    settings: Settings,
+    role: Role = Role.SERVE,
+    *,
+    subscription: str | None = None,
+    read_lane: bool = True,
 ) -> ASGIApp:
     """What uvicorn runs (with its ``proxy_headers`` off): ``build_app``'s app behind uvicorn's
     proxy-headers layer, and POST /pubsub/push answered ahead of both.
@@ -139,14 +144,19 @@ def build_server_app(
     As a middleware of the app, a push request still passes FastAPI's built-in error,
     telemetry and body-limit layers and the proxy-headers rewrite: about a sixth of the
     server's CPU per push message (measured: 245 -> 202 µs). The fast path reads
-    X-Forwarded-For itself for its access log.
+    X-Forwarded-For itself for its access log. Plain flight reads are answered ahead of
+    everything by the read lane (aeroflow.api.middleware.lane); ``read_lane=False`` leaves
+    it out (its differential test compares both).
     """
     app, push_fast_path = _compose(settings, role, subscription)
     # uvicorn's ASGI type aliases differ from Starlette's; the callables are the same.
     served = cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, app), trusted_hosts="*"))
-    if push_fast_path is None:
-        return served
-    return PushFastPath(served, **push_fast_path)
+    if push_fast_path is not None:
+        served = PushFastPath(served, **push_fast_path)
+    parts = app.state.read_lane
+    if read_lane and parts is not None:
+        served = ReadLane(served, parts=parts, trace_requests=settings.tracing_exporter != "none")
+    return served
 
 
 def _compose(
