@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -25,13 +25,15 @@ STOP_TIMEOUT_SECONDS: Final = 30.0
 
 
 @contextmanager
-def serve(app: ASGIApp) -> Iterator[str]:
-    """``with serve(app) as base_url:`` runs ``app`` until the block ends, then stops it."""
+def serve(app: ASGIApp, **options: Any) -> Iterator[str]:
+    """``with serve(app) as base_url:`` runs ``app`` until the block ends, then stops it.
+
+    ``options``: more ``uvicorn.Config`` options (e.g. ``http=`` a protocol class)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -323,6 +323,79 @@ def test_async_callers_see_storage_failures_overload_and_shutdown(store: Recordi
     async def after_drain() -> None:
         with pytest.raises(CommitterClosedError):
             committer.submit_async(accepted("late"))
+
+    asyncio.run(after_drain())
+
+
+def test_callback_callers_are_settled_on_their_loop_in_one_wakeup_per_batch(
+    store: RecordingStore,
+) -> None:
+    committer = GroupCommitter(store, max_batch=500, max_wait_seconds=0.05, max_pending=300)
+    committer.start()
+    loop = CountingLoop()
+    results: dict[str, Outcome | BaseException] = {}
+
+    def note(message_id: str) -> Callable[[Outcome | BaseException], None]:
+        def callback(result: Outcome | BaseException) -> None:
+            assert threading.current_thread() is threading.main_thread()  # the loop's thread
+            results[message_id] = result
+            if len(results) == 299:
+                done.set()
+
+        return callback
+
+    def broken(_: Outcome | BaseException) -> None:
+        raise RuntimeError("a caller's bug")
+
+    async def publish() -> None:
+        store.gate.clear()
+        blocker = committer.submit_async(accepted("blocker", flight(9)))
+        await asyncio.to_thread(taken_by_writer, committer)
+        # A callback that raises is logged, and the rest of its batch is still settled.
+        committer.submit_callback(accepted("broken", flight(300)), broken)
+        for n in range(297):
+            committer.submit_callback(accepted(f"m-{n}", flight(n + 1)), note(f"m-{n}"))
+        committer.submit_callback(accepted("m-0"), note("again"))
+        committer.submit_callback(rejected("p"), note("p"))
+        with pytest.raises(CommitterOverloadedError):  # raised, the callback never called
+            committer.submit_callback(accepted("one-too-many"), note("one-too-many"))
+        store.down = True
+        store.gate.set()
+        await done.wait()
+        with pytest.raises(StorageUnavailableError):
+            await blocker
+
+    done = asyncio.Event()
+    try:
+        loop.run_until_complete(publish())
+    finally:
+        loop.close()
+    store.down = False
+    committer.drain(5)
+    assert len(results) == 299
+    assert "one-too-many" not in results
+    assert all(isinstance(r, StorageUnavailableError) for r in results.values())
+    assert loop.wakeups == 2  # the blocker's batch, then one for the other 300 messages
+
+
+def test_callback_callers_learn_each_outcome_and_shutdown(store: RecordingStore) -> None:
+    committer = GroupCommitter(store, max_batch=10, max_wait_seconds=0)
+    committer.start()
+
+    async def scenario() -> list[Outcome | BaseException]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(3)]
+        items = [accepted("a", flight(1)), accepted("a", flight(1)), rejected("p")]
+        for item, future in zip(items, futures, strict=True):
+            committer.submit_callback(item, future.set_result)
+        return list(await asyncio.gather(*futures))
+
+    assert asyncio.run(scenario()) == [Outcome.STORED, Outcome.DUPLICATE, Outcome.REJECTED]
+    committer.drain(5)
+
+    async def after_drain() -> None:
+        with pytest.raises(CommitterClosedError):
+            committer.submit_callback(accepted("late"), lambda _: None)
 
     asyncio.run(after_drain())
 

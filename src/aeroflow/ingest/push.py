@@ -54,6 +54,8 @@ from aeroflow.storage.port import StorageUnavailableError
 log = logging.getLogger(__name__)
 
 PUSH_PATH: Final = "/pubsub/push"
+# The lifespan state key under which PushFastPath publishes its push lane.
+PUSH_LANE_STATE: Final = "aeroflow.push_lane"
 
 _NO_CONTENT: Final = 204
 
@@ -211,9 +213,10 @@ class PushFastPath:
     for other routes (only worth it when a tracing exporter is configured).
 
     ``lane``: the bare PushEndpoint inside ``endpoint`` and the headers ``endpoint``'s wrapping
-    adds to every response. With it (and without tracing), ``push_lane`` is set, and a server
-    running ``PushHttpProtocol`` answers plain push requests in the protocol itself, recorded
-    here the same way (``push_protocol.py``).
+    adds to every response. With it (and without tracing), ``push_lane`` is set and published
+    in the lifespan state (``PUSH_LANE_STATE``), and a server running ``PushHttpProtocol``
+    answers plain push requests in the protocol itself, recorded here the same way
+    (``push_protocol.py``).
     """
 
     def __init__(
@@ -241,6 +244,11 @@ class PushFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PUSH_PATH or scope["method"] != "POST":
+            if scope["type"] == "lifespan" and self.push_lane is not None and "state" in scope:
+                # The lifespan state is what uvicorn hands every connection's protocol
+                # (``app_state``): PushHttpProtocol finds the lane there, whatever layers
+                # wrap this one.
+                scope["state"][PUSH_LANE_STATE] = self.push_lane
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()

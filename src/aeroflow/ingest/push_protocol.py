@@ -11,9 +11,9 @@ Plain means nothing about the request needs uvicorn's general handling: ``POST``
 ``/pubsub/push``, HTTP/1.1 keep-alive, a Content-Length within the body limit (no chunked
 body, nothing to refuse as too large before reading it), no ``Expect: 100-continue``, no
 upgrade, no concurrency limit configured, and no earlier request of the connection still being
-answered. Everything else, and every request when the app has no ``push_lane`` (a read-only
-role, tracing on), takes uvicorn's path to the ASGI app exactly as before, where
-``PushFastPath`` answers the same way.
+answered. Everything else, and every request when no ``PushFastPath`` of the app published a
+lane in the lifespan state (a read-only role, tracing on, lifespan off), takes uvicorn's path
+to the ASGI app exactly as before, where ``PushFastPath`` answers the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from aeroflow.ingest.push import PUSH_PATH
+from aeroflow.ingest.push import PUSH_LANE_STATE, PUSH_PATH
 from aeroflow.ingest.push_lane import Exchange, PushLane
 
 _PUSH_URL = PUSH_PATH.encode()
@@ -31,7 +31,8 @@ _PUSH_URL = PUSH_PATH.encode()
 class PushHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        lane = getattr(self.app, "push_lane", None)
+        # Published by PushFastPath in the lifespan state, which uvicorn passes as app_state.
+        lane = self.app_state.get(PUSH_LANE_STATE)
         self._lane = lane if isinstance(lane, PushLane) else None
         self._reading: Exchange | None = None  # the lane's request whose body is arriving
 
