@@ -172,12 +172,18 @@ class Dictionary:
     def encode(self, column: pa.Array | pa.ChunkedArray) -> Int32Array:
         """Codes of a string column, ``NO_CODE`` for NULL."""
         encoded = pc.dictionary_encode(_one_chunk(column))
+        values = encoded.dictionary.to_pylist()
+        # Known values without a method call each (a batch's tail numbers are hundreds).
+        known = self._codes.get
+        found = [known(value) for value in values]
+        if None in found:
+            found = [self.code(v) if c is None else c for v, c in zip(values, found, strict=True)]
         # The last entry is for NULL, whose index is filled with -1.
-        mapping = np.array(
-            [*(self.code(v) for v in encoded.dictionary.to_pylist()), NO_CODE], np.int32
-        )
-        indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-        codes: Int32Array = mapping[indices]
+        mapping = np.array([*found, NO_CODE], np.int32)
+        indices = encoded.indices
+        if indices.null_count:
+            indices = pc.fill_null(indices, -1)
+        codes: Int32Array = mapping[indices.to_numpy(zero_copy_only=False)]
         return codes
 
 
@@ -283,7 +289,8 @@ class Row:
 
 def _one_chunk(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
-        return column.combine_chunks()
+        # One chunk (a write batch's rows) is used as it is, not copied.
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     return column
 
 
@@ -293,10 +300,12 @@ def _micros(column: pa.Array | pa.ChunkedArray) -> Int64Array:
     if pa.types.is_timestamp(array.type):
         if array.type.unit != "us":
             array = array.cast(pa.timestamp("us", array.type.tz))
-        array = array.cast(pa.int64())
+        array = array.view(pa.int64())  # the same bytes: no cast kernel per column
     elif array.type != pa.int64():
         array = array.cast(pa.int64())
-    values: Int64Array = pc.fill_null(array, NULL).to_numpy(zero_copy_only=False)
+    if array.null_count:
+        array = pc.fill_null(array, NULL)
+    values: Int64Array = array.to_numpy(zero_copy_only=False)
     return values.astype(np.int64, copy=False)
 
 
