@@ -18,6 +18,10 @@ locals {
     AEROFLOW_PUSH_OIDC_ENABLED    = "true"
     AEROFLOW_PUSH_SERVICE_ACCOUNT = google_service_account.push.email
   }
-  _api_env    = merge(local._common_env, var.api.env)
-  _ingest_env = merge(local._common_env, local._push_env, var.ingest.env)
+  # Python serves one core per process: one API worker per whole CPU ("2" or "2000m"), each
+  # with its own BigQuery client (docs/operations.md).
+  _api_cpus    = endswith(var.api.cpu, "m") ? tonumber(trimsuffix(var.api.cpu, "m")) / 1000 : tonumber(var.api.cpu)
+  _api_workers = coalesce(var.api.workers, max(1, floor(local._api_cpus)))
+  _api_env     = merge(local._common_env, { AEROFLOW_API_WORKERS = tostring(local._api_workers) }, var.api.env)
+  _ingest_env  = merge(local._common_env, local._push_env, var.ingest.env)
 }

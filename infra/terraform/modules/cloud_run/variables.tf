@@ -12,8 +12,14 @@ variable "api" {
     memory              = optional(string, "512Mi")
     min_instances       = optional(number, 0)
     timeout             = optional(string, "30s")
+    # `aeroflow api --workers`: processes per instance; null = one per whole CPU of `cpu`.
+    workers = optional(number)
   })
   default = {}
+  validation {
+    condition     = var.api.workers == null || (var.api.workers >= 1 && var.api.workers <= 8)
+    error_message = "api.workers is 1-8 processes per instance (null: one per whole CPU)."
+  }
   validation {
     condition     = contains(["public", "iam"], var.api.access)
     error_message = "api.access is public or iam."
