@@ -4,16 +4,18 @@ its own; instants numpy cannot hold take the flights path."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pyarrow as pa
 from storage_factories import flight_dataset
-from test_read_model_flights import SCHEMA  # the flights table's Arrow shape
+from test_read_model_flights import SCHEMA, table  # the flights table's Arrow shape
 
 from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import (
+    Flight,
     FlightPage,
     FlightPageJson,
     FlightQuery,
@@ -88,3 +90,40 @@ def test_a_page_of_nothing_is_an_empty_array() -> None:
         assert FlightPageJson.of(FlightPage([], None)) == FlightPageJson(b"[]", 0, None)
     finally:
         model.close()
+
+
+def test_long_pages_and_values_new_since_the_last_page_are_written_as_their_flights() -> None:
+    # Pages longer than the writer's chunk of rows (written in parts, then joined), from
+    # several runs and the tail, with NULLs in every part; then carriers, airports and tail
+    # numbers the dictionaries did not hold when the previous page was written.
+    flights = sorted(DATASET.expected.values(), key=lambda f: f.flight_id)
+    renamed = [
+        dataclasses.replace(f, carrier="ZZ", destination="XNA", tail_number=f"N{at}NEW")
+        for at, f in enumerate(flights[:30])
+    ]
+    model = FlightReadModel(Tuning(freeze_rows=25, background_merges=False))
+    try:
+        model.apply(table(flights[:70]))
+        _assert_pages_match(model)
+        model.apply(table(flights[70:]))
+        _assert_pages_match(model)
+        model.apply(table([dataclasses.replace(f, flight_id=_id_of(f)) for f in renamed]))
+        assert len(model) == len(flights) + len(renamed)
+        _assert_pages_match(model)
+        assert b'"tail_number":"N29NEW"' in model.list_flights_json(FlightQuery(limit=1000)).data
+    finally:
+        model.close()
+
+
+def _id_of(flight: Flight) -> str:
+    # The same flight under another carrier: a new id of the domain's shape.
+    return "ZZ" + flight.flight_id[2:]
+
+
+def _assert_pages_match(model: FlightReadModel) -> None:
+    for order in SortOrder:
+        for limit in (99, 100, 101, 250, 1000):
+            query = FlightQuery(sort=order, limit=limit)
+            page = model.list_flights(query)
+            assert any(f.tail_number is None for f in page.flights)
+            assert model.list_flights_json(query) == FlightPageJson.of(page)

@@ -69,6 +69,13 @@ def decode_column(keys: Int64Array) -> list[str]:
     return decode_parts(rest.tolist(), date.tolist())
 
 
+def decode_halves(keys: Int64Array) -> tuple[list[str], list[str]]:
+    """The ids of ``keys`` in two halves, ``{carrier}{number}-{origin}-`` and the date: one id
+    is the two side by side (what a text written in pieces needs, without joining them)."""
+    rest, date = np.divmod(keys, DATES)
+    return _PREFIXES.many(rest.tolist()), _DATES_TEXT.many(date.tolist())
+
+
 def decode_parts(prefixes: list[int], dates: list[int]) -> list[str]:
     """The ids of keys split as ``divmod(key, DATES)``: memoised texts joined in C."""
     return list(map(operator.add, _PREFIXES.many(prefixes), _DATES_TEXT.many(dates)))

@@ -49,7 +49,7 @@ from aeroflow.storage.read_model.columns import (
 from aeroflow.storage.read_model.flights import to_flight, to_flights
 from aeroflow.storage.read_model.load import sorted_batches
 from aeroflow.storage.read_model.memory import release_freed_memory
-from aeroflow.storage.read_model.page_json import fragments_of, to_json
+from aeroflow.storage.read_model.page_json import CodeTexts, fragments_of, to_json
 from aeroflow.storage.read_model.plan import Plan
 from aeroflow.storage.read_model.run import Part, Run
 from aeroflow.storage.read_model.tail import Tail
@@ -85,7 +85,7 @@ class FlightReadModel:
         self._freeze_rows = tuning.freeze_rows
         self._merge_ratio = tuning.merge_ratio
         self._dictionaries = {name: Dictionary() for name in {*CODED.values()}}
-        self._fragments = fragments_of(self._dictionaries)
+        self._code_texts = CodeTexts(fragments_of(self._dictionaries))
         self._lock = threading.Lock()
         self._runs: list[Run] = []
         self._tail = Tail()
@@ -249,7 +249,8 @@ class FlightReadModel:
     def list_flights_json(self, query: FlightQuery) -> FlightPageJson:
         """``FlightPageJson.of(self.list_flights(query))``, without the ``Flight`` objects."""
         rows, next_key = self._select(query)
-        return FlightPageJson(to_json(rows, self._fragments, self._to_flights), len(rows), next_key)
+        data = to_json(rows, self._code_texts, self._to_flights)
+        return FlightPageJson(data, len(rows), next_key)
 
     def _to_flights(self, rows: RowValues) -> list[Flight]:
         return to_flights(rows, self._dictionaries)

@@ -4,14 +4,18 @@ The bytes are exactly ``port.flights_json`` of the flights ``flights.to_flights`
 the same rows (tests hold them to that). Building the flights costs a Python object per value
 and serialising them walks every one again; here orjson writes whole columns straight from
 numpy instead: the instants as ``datetime64[us]`` (which it writes exactly as it writes the
-equivalent datetimes, microseconds and all), the integers as int64, three calls per page. Their
-texts are cut apart and put into a row template with the flight ids and the dictionary texts,
-which are encoded once per dictionary entry. About a third of the cost of the flights path.
+equivalent datetimes, microseconds and all), the integers as int64, two calls per page. Their
+texts are split apart into one list with the ids' texts, the dictionaries' texts (encoded once
+per entry) and the constant texts of a row; one ``itemgetter`` made per page length picks them
+in the page's order and one ``join`` writes the page. A page is a few dozen rows, so the cost
+is in the number of Python-level steps, not in the values: these are a handful per page, none
+per row.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -28,10 +32,12 @@ from aeroflow.storage.read_model.columns import (
     CODED,
     INTEGERS,
     KEY_LINE,
+    LINE_COUNT,
     LINES,
     PACKED,
     SCHEDULE_INSTANTS,
     Dictionary,
+    Int64Array,
     RowValues,
 )
 
@@ -50,13 +56,6 @@ _INTEGER_LINES: Final = [LINES[name] for name in INTEGERS]
 _AWARE: Final = FLIGHTS_JSON_OPTIONS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC
 _NAIVE: Final = FLIGHTS_JSON_OPTIONS | orjson.OPT_SERIALIZE_NUMPY
 _FIELDS: Final = tuple(field.name for field in dataclasses.fields(Flight))
-# One row, as orjson writes a dataclass: its fields in order, compactly. The id is quoted
-# here: an id with a key has letters, digits and dashes only (``ids.encode``).
-_ROW: Final = (
-    "{"
-    + ",".join(f'"{name}":"%s"' if name == "flight_id" else f'"{name}":%s' for name in _FIELDS)
-    + "}"
-)
 
 
 def _dumps(value: object) -> str:
@@ -75,13 +74,13 @@ class TextFragments:
     """
 
     def __init__(self, dictionary: Dictionary, encode: Callable[[str], str] = _dumps) -> None:
-        self._dictionary = dictionary
+        self.dictionary = dictionary
         self._encode = encode
         self._texts: list[str] = []
         self._lock = threading.Lock()
 
     def texts(self) -> list[str]:
-        values = self._dictionary.values
+        values = self.dictionary.values
         if len(self._texts) < len(values):
             with self._lock:  # two readers extending at once would shift every later code
                 known, size = len(self._texts), len(values)
@@ -97,43 +96,174 @@ def fragments_of(dictionaries: dict[str, Dictionary]) -> dict[str, TextFragments
     }
 
 
-def _column_texts(lines: np.ndarray, option: int) -> list[list[str]]:
-    """orjson's text of each value of a 2-D array, a list per line (no value holds a comma)."""
-    text = orjson.dumps(lines, option=option).decode()
-    return [line.split(",") for line in text[2:-2].split("],[")]
+# The numeric lines of a page, gathered at once: the aware instants, the local departure,
+# the integers. The first _TIME_COUNT lines are instants.
+_NUMERIC_LINES: Final = [*_INSTANT_LINES, LINES["scheduled_departure_local"], *_INTEGER_LINES]
+_TIME_COUNT: Final = len(_INSTANT_LINES) + 1
+# The codes are the last lines of ``RowValues.lines``: a page's are a slice, not a gather.
+_FIRST_CODE_LINE: Final = min(CODE_LINES.values())
+if sorted(CODE_LINES.values()) != list(range(_FIRST_CODE_LINE, LINE_COUNT)):
+    raise AssertionError("page_json expects the code lines last, in CODED's order")
+# Writable instants, shifted to start at 0: one unsigned comparison checks both ends (a value
+# below _FIRST wraps to a huge one).
+_SPAN: Final = np.uint64(_END - _FIRST)
+# The page's texts, in blocks of a value per row (see ``_rows_text``): the instants and the
+# integers (orjson's one text), the local departure (its other), the two halves of the id,
+# the coded texts.
+_BLOCKS: Final = (
+    *_INSTANTS,
+    *INTEGERS,
+    "scheduled_departure_local",
+    "flight_id/prefix",
+    "flight_id/date",
+    *CODED,
+)
+_BLOCK: Final = {name: at for at, name in enumerate(_BLOCKS)}
+# Per line of ``RowValues.nulls`` (``PACKED``), the block its NULLs are written in.
+_NULL_BLOCKS: Final = np.array([_BLOCK[name] for name in PACKED], np.int64)
+# Rows written by one ``_rows_text``: its item picker is kept per row count up to this.
+_CHUNK_ROWS: Final = 100
+
+
+def _literals() -> list[str]:
+    """The constant texts of a row, in order: before its id, then before each other field
+    (a row is these interleaved with its values, the id's two halves side by side)."""
+    before = ['{"flight_id":"']
+    for name in _FIELDS[1:]:
+        before.append(('","' if name == "carrier" else ',"') + f'{name}":')
+    return before
+
+
+_ROW_LITERALS: Final = _literals()
+# The literals a page's list of texts starts with: each row's, the first row's opening with
+# the array's, the separator before the others', the end of a row and the array's.
+_LITERALS: Final = ["[" + _ROW_LITERALS[0], "}," + _ROW_LITERALS[0], *_ROW_LITERALS[1:], "}]"]
+_FIRST_OPENING, _NEXT_OPENING, _END_INDEX = 0, 1, len(_LITERALS) - 1
+
+
+def _picker(count: int) -> Callable[[list[str]], tuple[str, ...]]:
+    """The texts of a page of ``count`` rows, picked in the page's order from the list
+    ``_rows_text`` makes: ``_LITERALS``, then each block of ``count`` values."""
+    first = len(_LITERALS)  # where the blocks start
+    order: list[int] = []
+    for row in range(count):
+        order.append(_FIRST_OPENING if row == 0 else _NEXT_OPENING)
+        for at, name in enumerate(_FIELDS):
+            if name == "flight_id":
+                order.append(first + _BLOCK["flight_id/prefix"] * count + row)
+                order.append(first + _BLOCK["flight_id/date"] * count + row)
+                continue
+            order.append(1 + at)  # _ROW_LITERALS[at]: the text before the field
+            order.append(first + _BLOCK[name] * count + row)
+    order.append(_END_INDEX)
+    return operator.itemgetter(*order)
+
+
+class _Pickers:
+    """``_picker`` per row count, made once (each holds ~37 indexes per row)."""
+
+    def __init__(self) -> None:
+        self._made: dict[int, Callable[[list[str]], tuple[str, ...]]] = {}
+
+    def __call__(self, count: int) -> Callable[[list[str]], tuple[str, ...]]:
+        picker = self._made.get(count)
+        if picker is None:
+            picker = self._made.setdefault(count, _picker(count))
+        return picker
+
+
+_PICKERS: Final = _Pickers()
+
+
+class CodeTexts:
+    """The JSON text of every code of the coded columns in one list, so that a page's codes
+    become texts in one pass: each line's codes are shifted by its dictionary's offset in it.
+    ``tail_number``'s dictionary comes last, right after ``null``, where its NULL (-1) lands.
+    Rebuilt when a dictionary has grown (rare: new carriers, airports, tail numbers)."""
+
+    def __init__(self, fragments: dict[str, TextFragments]) -> None:
+        self._fragments = [fragments[name] for name in _CODE_ORDER]
+        self._dictionaries = [f.dictionary for f in self._fragments]
+        self._lock = threading.Lock()
+        self._current: tuple[list[int], list[str], Int64Array] = ([], [], _NO_OFFSETS)
+
+    def current(self) -> tuple[list[str], Int64Array]:
+        """The texts, and per code line (``CODED``'s order) the offset of its codes."""
+        sizes, texts, offsets = self._current
+        if sizes != [len(d.values) for d in self._dictionaries]:
+            with self._lock:
+                texts, offsets = self._rebuild()
+        return texts, offsets
+
+    def _rebuild(self) -> tuple[list[str], Int64Array]:
+        sizes = [len(d.values) for d in self._dictionaries]
+        texts: list[str] = []
+        starts: dict[str, int] = {}
+        for name, fragments, size in zip(_CODE_ORDER, self._fragments, sizes, strict=True):
+            if name == "tail_number":
+                texts.append(_NULL)
+            starts[name] = len(texts)
+            # Up to the size read: what the snapshot claims to know (fragments may know more).
+            texts.extend(fragments.texts()[:size])
+        offsets = np.array([[starts[d]] for d in CODED.values()], np.int64)
+        self._current = (sizes, texts, offsets)
+        return texts, offsets
+
+
+# Dictionaries in ``CodeTexts``' list; tail numbers last (see there).
+_CODE_ORDER: Final = ("carrier", "airport", "status", "tail_number")
+_NO_OFFSETS: Final = np.zeros((len(CODED), 1), np.int64)
+
+
+def _rows_text(rows: RowValues, codes: tuple[list[str], Int64Array]) -> str:
+    """The JSON array of the rows' flights (at most _CHUNK_ROWS; instants in range)."""
+    count = len(rows)
+    lines = rows.lines
+    numeric = lines[_NUMERIC_LINES]
+    stamps = numeric[:_TIME_COUNT].view("datetime64[us]")
+    # One orjson call for the aware instants and the integers: '[["...",...],[1,...]]'.
+    both = (stamps[: _TIME_COUNT - 1].ravel(), numeric[_TIME_COUNT:].ravel())
+    text = orjson.dumps(both, option=_AWARE).decode()
+    local = orjson.dumps(stamps[_TIME_COUNT - 1], option=_NAIVE).decode()
+    prefixes, dates = ids.decode_halves(lines[KEY_LINE])
+    texts, offsets = codes
+    coded = (lines[_FIRST_CODE_LINE:] + offsets).ravel().tolist()
+    values = [
+        *_LITERALS,
+        *text[2:-2].replace("],[", ",", 1).split(","),
+        *local[1:-1].split(","),
+        *prefixes,
+        *dates,
+        *map(texts.__getitem__, coded),
+    ]
+    if np.count_nonzero(rows.nulls):  # no Python wrapper, unlike ndarray.any
+        null_lines, null_rows = np.nonzero(rows.nulls)
+        at = _NULL_BLOCKS[null_lines] * count + null_rows + len(_LITERALS)
+        for index in at.tolist():
+            values[index] = _NULL
+    return "".join(_PICKERS(count)(values))
 
 
 def to_json(
     rows: RowValues,
-    fragments: dict[str, TextFragments],
+    codes: CodeTexts,
     to_flights: Callable[[RowValues], list[Flight]],
 ) -> bytes:
     """The JSON array of the rows' flights, as ``port.flights_json`` of ``to_flights(rows)``
     writes it (which it falls back to for instants orjson cannot write from numpy: years 1
     and 9999)."""
-    if not len(rows):
+    count = len(rows)
+    if not count:
         return b"[]"
-    lines = rows.lines
-    times = lines[_TIME_LINES]
-    if times.min() < _FIRST or times.max() >= _END:
+    times = rows.lines[_TIME_LINES]
+    if np.count_nonzero((times - _FIRST).view(np.uint64) >= _SPAN):
         return flights_json(to_flights(rows))
-    stamps = times.view("datetime64[us]")
-    columns: dict[str, list[str]] = dict(
-        zip(_INSTANTS, _column_texts(stamps[:-1], _AWARE), strict=True)
-    )
-    columns["scheduled_departure_local"] = _column_texts(stamps[-1:], _NAIVE)[0]
-    columns.update(zip(INTEGERS, _column_texts(lines[_INTEGER_LINES], _NAIVE), strict=True))
-    if np.count_nonzero(rows.nulls):  # no Python wrapper, unlike ndarray.any
-        null_lines, null_rows = np.nonzero(rows.nulls)
-        for line, row in zip(null_lines.tolist(), null_rows.tolist(), strict=True):
-            columns[PACKED[line]][row] = _NULL
-    columns["flight_id"] = ids.decode_column(lines[KEY_LINE])
-    codes: list[list[int]] = lines[list(CODE_LINES.values())].tolist()
-    for (name, dictionary), column in zip(CODED.items(), codes, strict=True):
-        known = fragments[dictionary].texts()
-        if name == "tail_number":  # the one nullable text
-            columns[name] = [_NULL if code < 0 else known[code] for code in column]
-        else:  # never NULL: ``FlightColumns.from_arrow`` refuses such rows
-            columns[name] = list(map(known.__getitem__, column))
-    texts = map(_ROW.__mod__, zip(*[columns[name] for name in _FIELDS], strict=True))
-    return ("[" + ",".join(texts) + "]").encode()
+    current = codes.current()  # after the rows: it knows every code they hold
+    if count <= _CHUNK_ROWS:
+        return _rows_text(rows, current).encode()
+    chunks = []
+    for start in range(0, count, _CHUNK_ROWS):
+        part = slice(start, start + _CHUNK_ROWS)
+        chunks.append(_rows_text(RowValues(rows.lines[:, part], rows.nulls[:, part]), current))
+    # Each chunk is an array: its brackets dropped, the rows of all joined in one.
+    return ("[" + ",".join(chunk[1:-1] for chunk in chunks) + "]").encode()
