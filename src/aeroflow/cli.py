@@ -17,6 +17,7 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from aeroflow.api.middleware.one_write import OneWriteResponses
 from aeroflow.bootstrap import (
     Role,
     build_server_app,
@@ -47,6 +48,11 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+class ServerHttpProtocol(OneWriteResponses, PushHttpProtocol):
+    """uvicorn's httptools protocol as every server role runs it (aeroflow.ingest.push_protocol,
+    aeroflow.api.middleware.one_write)."""
+
+
 def _server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn ``Config`` options of every server role, one process or several."""
     return {
@@ -54,8 +60,9 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "proxy_headers": False,  # applied by build_server_app, behind the push fast path
         "server_header": False,
-        # uvicorn's httptools protocol, plain push requests answered by the push lane.
-        "http": PushHttpProtocol,
+        # uvicorn's httptools protocol, plain push requests answered by the push lane, each
+        # response's head written with its body.
+        "http": ServerHttpProtocol,
         # Cloud Run sends SIGTERM and allows 10 s; drain requests, then the committer.
         "timeout_graceful_shutdown": max(1, int(settings.ingest_drain_timeout_seconds // 2)),
     }
