@@ -8,6 +8,7 @@ import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 from storage_factories import flight_dataset
@@ -16,6 +17,7 @@ from test_read_model_flights import SCHEMA, table  # the flights table's Arrow s
 from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import (
     Flight,
+    FlightFilter,
     FlightPage,
     FlightPageJson,
     FlightQuery,
@@ -26,6 +28,8 @@ from aeroflow.storage.port import (
     json_page_reader,
 )
 from aeroflow.storage.read_model import FlightReadModel, Tuning
+from aeroflow.storage.read_model.columns import CODED, Dictionary, FlightColumns
+from aeroflow.storage.read_model.run import Run
 
 DATASET = flight_dataset(120, seed=11)
 
@@ -127,3 +131,38 @@ def _assert_pages_match(model: FlightReadModel) -> None:
             page = model.list_flights(query)
             assert any(f.tail_number is None for f in page.flights)
             assert model.list_flights_json(query) == FlightPageJson.of(page)
+
+
+def test_a_run_vouches_for_its_instants_only_when_its_bounds_are_writable() -> None:
+    # A run whose bounds keep every instant where orjson writes them from numpy spares the
+    # page its own check; one instant past 9999-01-01 (relative to the departure or not) and
+    # the run no longer does: its pages, even of its ordinary flights, are checked (same
+    # bytes either way). Year 1 is writable: a datetime cannot be earlier.
+    flights = sorted(DATASET.expected.values(), key=lambda f: f.flight_id)[:6]
+    late = dataclasses.replace(flights[0], actual_arrival=datetime(9999, 12, 30, 23, tzinfo=UTC))
+    updated = dataclasses.replace(flights[1], updated_at=datetime(9999, 6, 1, tzinfo=UTC))
+    first = dataclasses.replace(flights[1], updated_at=datetime(1, 1, 1, tzinfo=UTC))
+    dictionaries = {name: Dictionary() for name in {*CODED.values()}}
+    sizes = dict.fromkeys(CODED, 1_000)
+
+    def run_of(rows: list[Flight]) -> Run:
+        return Run.build(FlightColumns.from_arrow(table(rows), dictionaries), sizes)
+
+    every = np.arange(len(flights))
+    assert run_of(flights).values(every).instants_writable
+    assert not run_of([late, *flights[1:]]).values(every).instants_writable
+    assert not run_of([updated, flights[0], *flights[2:]]).values(every).instants_writable
+    assert run_of([first, flights[0], *flights[2:]]).values(every).instants_writable
+    for outlier in (late, updated, first):
+        rows = [outlier, *(f for f in flights if f.flight_id != outlier.flight_id)]
+        model = FlightReadModel(Tuning(freeze_rows=1, background_merges=False))
+        try:
+            model.apply(table(rows))
+            for query in (
+                FlightQuery(limit=50),
+                FlightQuery(filter=FlightFilter(carrier=flights[2].carrier), limit=50),
+            ):
+                expected = FlightPageJson.of(model.list_flights(query))
+                assert model.list_flights_json(query) == expected
+        finally:
+            model.close()

@@ -71,6 +71,11 @@ TIMESTAMP_COLUMNS: Final = frozenset(("scheduled_departure", *RELATIVE_TIMES, *A
 }
 
 _TIME_UNITS: Final = (60_000_000, 1_000_000, 1_000, 1)
+# Where orjson writes datetime64 as it writes datetimes, in µs since the epoch, with room to
+# spare: it stops at 9999-12-30T22:00 (and then writes a truncated array without raising), and
+# datetime at year 1. Instants outside are written through ``port.Flight`` objects.
+WRITABLE_FIRST: Final = -62_135_596_800_000_000  # 0001-01-01T00:00Z
+WRITABLE_END: Final = 253_370_764_800_000_000  # 9999-01-01T00:00Z
 _INTEGER_UNITS: Final = (1,)
 _TYPES: Final = (np.int8, np.int16, np.int32, np.int64)
 
@@ -271,6 +276,9 @@ class RowValues:
 
     lines: Int64Array
     nulls: BoolArray  # a line per name of PACKED
+    # True when every instant is known to lie in [WRITABLE_FIRST, WRITABLE_END) (a run's
+    # bounds say so), which spares the page writer its own check; False: not known.
+    instants_writable: bool = False
 
     def __len__(self) -> int:
         return int(self.lines.shape[1])

@@ -271,7 +271,10 @@ class FlightReadModel:
         last = query.limit - 1
         departure, key = rows.lines[(DEPARTURE_LINE, KEY_LINE), last].tolist()
         next_key = Keyset(_EPOCH + _MICROSECOND * departure, ids.decode(key))
-        return RowValues(rows.lines[:, : query.limit], rows.nulls[:, : query.limit]), next_key
+        page = RowValues(
+            rows.lines[:, : query.limit], rows.nulls[:, : query.limit], rows.instants_writable
+        )
+        return page, next_key
 
     def _page(self, plan: Plan, sources: Sequence[Run | Tail], hits: list[IntArray]) -> RowValues:
         """The first ``plan.want`` of every source's hits, in the query's order."""
@@ -307,7 +310,7 @@ class FlightReadModel:
         place = np.argsort(np.concatenate(positions))
         lines = np.concatenate([v.lines for v in values], axis=1)[:, place]
         nulls = np.concatenate([v.nulls for v in values], axis=1)[:, place]
-        return RowValues(lines, nulls)
+        return RowValues(lines, nulls, all(v.instants_writable for v in values))
 
     def get_flight(self, flight_id: str) -> Flight | None:
         key = ids.encode(flight_id)

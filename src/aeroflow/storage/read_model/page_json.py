@@ -18,7 +18,7 @@ import dataclasses
 import operator
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final
 
 import numpy as np
@@ -36,21 +36,19 @@ from aeroflow.storage.read_model.columns import (
     LINES,
     PACKED,
     SCHEDULE_INSTANTS,
+    WRITABLE_END,
+    WRITABLE_FIRST,
     Dictionary,
     Int64Array,
     RowValues,
 )
 
 _NULL: Final = "null"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _INSTANTS: Final = (*SCHEDULE_INSTANTS, "updated_at")
 _INSTANT_LINES: Final = [LINES[name] for name in _INSTANTS]
 # The instants, then the local departure: one gather, and one range check for them all.
 _TIME_LINES: Final = [*_INSTANT_LINES, LINES["scheduled_departure_local"]]
-# Where orjson writes datetime64 as it writes datetimes, with room to spare: it stops at
-# 9999-12-30T22:00 (and then writes a truncated array without raising), and datetime at year 1.
-_FIRST: Final = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
-_END: Final = (datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_FIRST: Final = WRITABLE_FIRST
 _INTEGER_LINES: Final = [LINES[name] for name in INTEGERS]
 # numpy's datetime64 is naive: NAIVE_UTC makes orjson write it as it writes an aware instant.
 _AWARE: Final = FLIGHTS_JSON_OPTIONS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC
@@ -106,7 +104,7 @@ if sorted(CODE_LINES.values()) != list(range(_FIRST_CODE_LINE, LINE_COUNT)):
     raise AssertionError("page_json expects the code lines last, in CODED's order")
 # Writable instants, shifted to start at 0: one unsigned comparison checks both ends (a value
 # below _FIRST wraps to a huge one).
-_SPAN: Final = np.uint64(_END - _FIRST)
+_SPAN: Final = np.uint64(WRITABLE_END - WRITABLE_FIRST)
 # The page's texts, in blocks of a value per row (see ``_rows_text``): the instants and the
 # integers (orjson's one text), the local departure (its other), the two halves of the id,
 # the coded texts.
@@ -255,9 +253,10 @@ def to_json(
     count = len(rows)
     if not count:
         return b"[]"
-    times = rows.lines[_TIME_LINES]
-    if np.count_nonzero((times - _FIRST).view(np.uint64) >= _SPAN):
-        return flights_json(to_flights(rows))
+    if not rows.instants_writable:
+        times = rows.lines[_TIME_LINES]
+        if np.count_nonzero((times - _FIRST).view(np.uint64) >= _SPAN):
+            return flights_json(to_flights(rows))
     current = codes.current()  # after the rows: it knows every code they hold
     if count <= _CHUNK_ROWS:
         return _rows_text(rows, current).encode()

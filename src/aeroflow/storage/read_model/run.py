@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from aeroflow.storage.read_model import ids
 from aeroflow.storage.read_model.columns import (
+    ABSOLUTE_TIMES,
     CODED,
     DEPARTURE_LINE,
     INTEGERS,
@@ -28,6 +29,8 @@ from aeroflow.storage.read_model.columns import (
     NULL,
     PACKED,
     RELATIVE_TIMES,
+    WRITABLE_END,
+    WRITABLE_FIRST,
     BoolArray,
     FlightColumns,
     Int64Array,
@@ -197,6 +200,24 @@ def _drain(parts: list[Part], name: str) -> Int64Array:
     return out
 
 
+def _instants_writable(departures: Int64Array, packed: dict[str, PackedInts]) -> bool:
+    """Whether every instant of the run lies where the page writer writes them from numpy
+    (``columns.WRITABLE_FIRST``/``WRITABLE_END``), by the columns' bounds (conservative: a
+    relative time's bounds are added to the departures'). Rows are sorted by departure."""
+    if not len(departures):
+        return True
+    first, last = int(departures[0]), int(departures[-1])
+    low, high = first, last
+    for name in (*RELATIVE_TIMES, *ABSOLUTE_TIMES):
+        column = packed[name]
+        if column.high < column.low:
+            continue  # NULL throughout
+        base_low, base_high = (first, last) if name in RELATIVE_TIMES else (0, 0)
+        low = min(low, base_low + column.low * column.unit)
+        high = max(high, base_high + column.high * column.unit)
+    return low >= WRITABLE_FIRST and high < WRITABLE_END
+
+
 def _row_type(size: int) -> type[np.signedinteger]:
     return np.int32 if size < 2**31 else np.int64
 
@@ -249,6 +270,7 @@ class Run:
         self._departure_items = departures.data
         self._posting_items = {name: p.rows.data for name, p in self.postings.items()}
         self._posting_starts = {name: p.starts.tolist() for name, p in self.postings.items()}
+        self._instants_writable = _instants_writable(departures, packed)
         # Allocated at the first update: a run nothing masks (the big one a restart loads,
         # until flights in it change) does without.
         self._dead: BoolArray | None = None
@@ -393,7 +415,7 @@ class Run:
         packed *= self._units
         packed[: len(RELATIVE_TIMES)] += lines[DEPARTURE_LINE]
         packed[nulls] = 0
-        return RowValues(lines, nulls)
+        return RowValues(lines, nulls, self._instants_writable)
 
     def row(self, row: int) -> Row:
         # Through memoryviews, as in _key_position: Python ints without numpy scalars.
