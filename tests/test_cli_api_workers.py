@@ -186,6 +186,22 @@ def test_the_workers_open_the_store_read_only(two_workers: Server, published: Pa
     assert pushed.status_code == 404
 
 
+def test_a_second_server_on_the_port_is_refused(two_workers: Server, published: Path) -> None:
+    # Its workers could join the first one's SO_REUSEPORT listeners and share its traffic.
+    port = httpx.URL(two_workers.base).port
+    assert port is not None
+    done = subprocess.run(
+        [*AEROFLOW, "api", "--port", str(port), "--db", str(published), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stdout  # the JSON log
+    assert fresh_get(f"{two_workers.base}/readyz").status_code == 200
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_the_supervisor_stops_every_worker(
     tmp_path: Path, published: Path, sig: int

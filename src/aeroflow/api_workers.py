@@ -73,11 +73,13 @@ def serve_workers(settings: Settings, **server_options: Any) -> int:
     with shared_metrics_directory():
         if _REUSE_PORT is None:
             sock = config.bind_socket()
-            sockets = [sock]
+            sockets: list[socket.socket] = [sock]
         else:
-            # Held (not listened on) for the run: the port is ours, and a port 0 is resolved
-            # once for every worker.
-            sock = _reuse_port_socket(settings.host, settings.port)
+            try:
+                sock = _claim_port(settings.host, settings.port)
+            except OSError as exc:
+                log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
+                return STARTUP_FAILURE
             sockets = _WorkerListeners(settings.host, sock.getsockname()[1])
             log.info("serving on %s:%d with %d workers", *sock.getsockname()[:2], config.workers)
         try:
@@ -103,13 +105,27 @@ class _WorkerListeners(list[socket.socket]):
         return _own_listener, (self.host, self.port)
 
 
+def _claim_port(host: str, port: int) -> socket.socket:
+    """A socket bound with SO_REUSEPORT to ``host:port`` (port 0: a free one), held (never
+    listened on) while the workers run, so that only they can listen there.
+
+    Any process of this user may join a port bound with SO_REUSEPORT, and a second server
+    started on it by mistake would silently share the traffic: a plain bind first fails if
+    anything holds the port, this server's own claim included."""
+    with socket.socket(_family(host)) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
+    return _reuse_port_socket(host, port)
+
+
 def _own_listener(host: str, port: int) -> list[socket.socket]:
     """In a worker: its listening socket (uvicorn listens on it)."""
     return [_reuse_port_socket(host, port)]
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock = socket.socket(_family(host))
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, cast(int, _REUSE_PORT), 1)
@@ -118,6 +134,10 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def store_problem_in_child(settings: Settings) -> str | None:
