@@ -90,3 +90,17 @@ def test_the_directory_must_be_named_before_prometheus_client_is_imported(
     env_before = os.environ.get(ENV)
     assert "after prometheus_client was imported" in run(_TOO_LATE, str(tmp_path))
     assert os.environ.get(ENV) == env_before
+
+
+def test_a_worker_without_the_directory_is_refused() -> None:
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", "from aeroflow.bootstrap import api_worker_app; api_worker_app()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "start the workers with `aeroflow api --workers`" in done.stderr

@@ -55,14 +55,11 @@ def shared_metrics_directory() -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def in_worker_of_supervisor() -> bool:
-    """True in a process started with a shared metrics directory (see the module doc)."""
-    return ENV in os.environ
-
-
 def report_every_worker(registry: CollectorRegistry = REGISTRY) -> None:
     """In a worker: make ``registry`` (the one /metrics and /status read) report the merged
     metrics of every worker, and the instance's processes, instead of this process alone."""
+    if ENV not in os.environ:
+        raise RuntimeError(f"{ENV} is not set: start the workers with `aeroflow api --workers`")
     if values.ValueClass is values.MutexValue:
         # prometheus_client was imported before the directory was named: this process's
         # metrics live in its memory only and would vanish from the merged view.
