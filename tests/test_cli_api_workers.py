@@ -115,9 +115,16 @@ def published(tmp_path: Path) -> Path:
     return publish_store(tmp_path / "published.duckdb", FLIGHTS)
 
 
-@pytest.fixture
-def two_workers(tmp_path: Path, published: Path) -> Iterator[Server]:
-    server = start(tmp_path, published, "--workers", "2")
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """For the module's one two-worker server: nothing may write it."""
+    return publish_store(tmp_path_factory.mktemp("shared") / "published.duckdb", FLIGHTS)
+
+
+@pytest.fixture(scope="module")
+def two_workers(shared_store: Path) -> Iterator[Server]:
+    # One server for the tests that only read through it: each start loads two read models.
+    server = start(shared_store.parent, shared_store, "--workers", "2")
     try:
         yield server
     finally:
@@ -156,42 +163,46 @@ def test_two_workers_serve_pages_lookups_and_each_others_cursors(two_workers: Se
 
 
 def test_metrics_count_every_workers_requests(two_workers: Server) -> None:
+    route = "/v1/flights/{flight_id}"
+    before = two_workers.requests_per_pid(route)
     for n in range(FRESH_CONNECTIONS):
         assert fresh_get(f"{two_workers.base}/v1/flights/{flight_id(n)}").status_code == 200
-    per_worker = two_workers.requests_per_pid("/v1/flights/{flight_id}")
-    assert sum(per_worker.values()) == FRESH_CONNECTIONS
-    assert len([count for count in per_worker.values() if count]) == 2, per_worker
+    after = two_workers.requests_per_pid(route)
+    served = {pid: count - before.get(pid, 0.0) for pid, count in after.items()}
+    assert sum(served.values()) == FRESH_CONNECTIONS
+    assert len([count for count in served.values() if count]) == 2, served
+    total = sum(after.values())
     # Each scrape reaches one worker and reports them all.
     sample = 'aeroflow_http_requests_total{method="GET",route="/v1/flights/{flight_id}"'
     for _ in range(6):
         text = fresh_get(f"{two_workers.base}/metrics").text
         lines = [line for line in text.splitlines() if line.startswith(sample)]
-        assert lines == [f'{sample},status_class="2xx"}} {float(FRESH_CONNECTIONS)}']
+        assert lines == [f'{sample},status_class="2xx"}} {total}']
         assert 'aeroflow_build_info{version="' in text
         assert text.count("aeroflow_build_info{") == 1
         assert "process_resident_memory_bytes " in text
 
 
-def test_the_workers_open_the_store_read_only(two_workers: Server, published: Path) -> None:
+def test_the_workers_open_the_store_read_only(two_workers: Server, shared_store: Path) -> None:
     # Another process may read the file meanwhile; none may write it.
-    reader = DuckDBFlightStore(published, read_only=True, read_model=False)
+    reader = DuckDBFlightStore(shared_store, read_only=True, read_model=False)
     try:
         assert reader.get_flight(flight_id(0)) is not None
     finally:
         reader.close()
     with pytest.raises(StorageUnavailableError):
-        DuckDBFlightStore(published, read_model=False)
+        DuckDBFlightStore(shared_store, read_model=False)
     # The read-only role has no write path at all.
     pushed = httpx.post(f"{two_workers.base}/pubsub/push", json={}, trust_env=False)
     assert pushed.status_code == 404
 
 
-def test_a_second_server_on_the_port_is_refused(two_workers: Server, published: Path) -> None:
+def test_a_second_server_on_the_port_is_refused(two_workers: Server, shared_store: Path) -> None:
     # Its workers could join the first one's SO_REUSEPORT listeners and share its traffic.
     port = httpx.URL(two_workers.base).port
     assert port is not None
     done = subprocess.run(
-        [*AEROFLOW, "api", "--port", str(port), "--db", str(published), "--workers", "2"],
+        [*AEROFLOW, "api", "--port", str(port), "--db", str(shared_store), "--workers", "2"],
         capture_output=True,
         text=True,
         timeout=60,
