@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from aeroflow.api.middleware.one_write import OneWriteResponses
+from aeroflow.api.middleware.read_protocol import ReadLaneResponses
 from aeroflow.bootstrap import (
     Role,
     build_server_app,
@@ -48,9 +49,10 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-class ServerHttpProtocol(OneWriteResponses, PushHttpProtocol):
-    """uvicorn's httptools protocol as every server role runs it (aeroflow.ingest.push_protocol,
-    aeroflow.api.middleware.one_write)."""
+class ServerHttpProtocol(ReadLaneResponses, OneWriteResponses, PushHttpProtocol):
+    """uvicorn's httptools protocol as every server role runs it: plain flight reads and plain
+    push requests answered without an ASGI cycle, every other response's head written with
+    its body (aeroflow.api.middleware.read_protocol, .one_write, aeroflow.ingest.push_protocol)."""
 
 
 def _server_options(settings: Settings) -> dict[str, Any]:
@@ -60,8 +62,8 @@ def _server_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "proxy_headers": False,  # applied by build_server_app, behind the push fast path
         "server_header": False,
-        # uvicorn's httptools protocol, plain push requests answered by the push lane, each
-        # response's head written with its body.
+        # uvicorn's httptools protocol, plain reads and push requests answered by their lanes,
+        # each other response's head written with its body.
         "http": ServerHttpProtocol,
         # Cloud Run sends SIGTERM and allows 10 s; drain requests, then the committer.
         "timeout_graceful_shutdown": max(1, int(settings.ingest_drain_timeout_seconds // 2)),

@@ -2,7 +2,8 @@
 
 Differential: two servers as ``aeroflow serve`` builds them (``build_server_app``), each on
 its own copy of one seeded DuckDB file under a real uvicorn on 127.0.0.1, one with the lane
-and one without. Every request goes to both, in the same order, and must get the same status,
+(answering in the app, or in the servers' protocol as ``aeroflow serve`` runs it) and one
+without. Every request goes to both, in the same order, and must get the same status,
 headers (in order) and body, write the same access line (but for its time and latency) and
 move the same request metrics. The requests cover what the lane answers (pages, lookups,
 cache hits, ETag revalidation, 404s) and what it must leave to the stack (non-canonical
@@ -28,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 from aeroflow.api.app import create_app
 from aeroflow.api.middleware.lane import ReadLane
 from aeroflow.bootstrap import Role, build_server_app
+from aeroflow.cli import ServerHttpProtocol
 from aeroflow.observability.logging import REQUEST_LOGGER
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
@@ -59,20 +61,24 @@ def _settings(path: Path, cache_mib: int) -> Settings:
     )
 
 
-@pytest.fixture(params=[64, 0], ids=["cache", "no-cache"])
+@pytest.fixture(
+    params=[(64, "httptools"), (0, "httptools"), (64, ServerHttpProtocol), (0, ServerHttpProtocol)],
+    ids=["cache-asgi", "no-cache-asgi", "cache-protocol", "no-cache-protocol"],
+)
 def servers(
     request: pytest.FixtureRequest, seeded_file: Path, tmp_path: Path
 ) -> Iterator[tuple[httpx.Client, httpx.Client, io.StringIO]]:
+    """The lane answering in the app (uvicorn's protocol) or in the servers' protocol; the
+    stack under uvicorn's protocol."""
+    cache_mib, protocol = request.param
     paths = [tmp_path / "lane.duckdb", tmp_path / "stack.duckdb"]
     for path in paths:
         shutil.copyfile(seeded_file, path)
     with captured_json_logs("INFO") as stream:
-        lane_app = build_server_app(_settings(paths[0], request.param), Role.SERVE)
-        stack_app = build_server_app(
-            _settings(paths[1], request.param), Role.SERVE, read_lane=False
-        )
+        lane_app = build_server_app(_settings(paths[0], cache_mib), Role.SERVE)
+        stack_app = build_server_app(_settings(paths[1], cache_mib), Role.SERVE, read_lane=False)
         with (
-            serve(lane_app) as lane_url,
+            serve(lane_app, http=protocol) as lane_url,
             serve(stack_app) as stack_url,
             httpx.Client(base_url=lane_url) as lane,
             httpx.Client(base_url=stack_url) as stack,

@@ -27,13 +27,14 @@ bodies, metrics and access lines.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aeroflow.api.fast_reads import LIST_PATH, FastReads
+from aeroflow.api.fast_reads import LIST_PATH, Answer, FastReads
 from aeroflow.api.middleware.cache import (
     CacheKey,
     Hit,
@@ -70,9 +71,25 @@ class LaneParts:
     plain_access: bool
 
 
+READ_LANE_STATE: Final = "aeroflow.read_lane"
+
+
+class Prepared(NamedTuple):
+    """An answer ready to send: status, headers (the security headers added), body, and what
+    its access line needs (the request headers it reads, the request's perf_counter start)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    request_headers: dict[str, str]
+    started: float
+
+
 class ReadLane:
     """``ReadLane(app, parts=..., trace_requests=...)``: outermost; every request it does not
-    answer goes to ``app``."""
+    answer goes to ``app``. It also publishes itself in the lifespan state
+    (``READ_LANE_STATE``), where the server's protocol finds it to answer the same requests
+    without an ASGI cycle (aeroflow.api.middleware.read_protocol)."""
 
     def __init__(self, app: ASGIApp, *, parts: LaneParts, trace_requests: bool) -> None:
         self._app = app
@@ -82,20 +99,29 @@ class ReadLane:
         self._metrics = RequestMetrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            prepared = self.prepare(scope)
+            if prepared is not None:
+                await self._send(scope, send, prepared)
+                return
+        elif scope["type"] == "lifespan" and self._on:
+            state = scope.get("state")
+            if isinstance(state, dict):
+                state[READ_LANE_STATE] = self
+        await self._app(scope, receive, send)
+
+    def prepare(self, scope: Scope) -> Prepared | None:
+        """The answer to the request, computed at once (the store does not block), or None
+        having changed nothing but ``scope["route"]``'s absence: the stack's to answer."""
+        parts = self._parts
         if (
             not self._on
-            or scope["type"] != "http"
             or scope["method"] != "GET"
             or not scope["path"].startswith(LIST_PATH)
-            or not await self._answered(scope, send)
+            or parts.store.reads_block
+            or len(scope["query_string"]) > parts.max_query_bytes
         ):
-            await self._app(scope, receive, send)
-
-    async def _answered(self, scope: Scope, send: Send) -> bool:
-        """Answers the request and returns True, or returns False having sent nothing."""
-        parts = self._parts
-        if parts.store.reads_block or len(scope["query_string"]) > parts.max_query_bytes:
-            return False
+            return None
         started = perf_counter()
         size = 0
         accept = b""
@@ -108,14 +134,14 @@ class ReadLane:
             elif lowered == _IF_NONE_MATCH:
                 if_none_match = value
         if size > parts.max_header_bytes:
-            return False
+            return None
         headers = read_headers(scope["headers"])
         if (
             TRACEPARENT in headers
             or CLOUD_TRACE_HEADER in headers
             or headers.get(_FORWARDED_FOR) == ""  # uvicorn's proxy layer would pick the client
         ):
-            return False
+            return None
 
         cache = parts.cache
         lru, versioned = cache.lru, cache.store
@@ -127,21 +153,18 @@ class ReadLane:
             key = (scope["path"], scope["query_string"], accept)
             hit = lru.lookup(key, version)
             if hit is None and (key, version) in cache.in_flight:
-                return False  # the stack's cache layer follows it
+                return None  # the stack's cache layer follows it
         if hit is None:
             try:
-                # Inline (the store does not block): nothing else runs until it returns.
-                answer = await parts.reads.answer(scope)
+                answer = _inline(parts.reads.answer(scope))
             except Exception:
                 scope.pop("route", None)
-                return False  # the stack answers it again, with its catch-all
+                return None  # the stack answers it again, with its catch-all
             if answer is None:
-                return False
+                return None
             if answer.status_code != 200:  # an error: the cache layer passes it as it is
                 raw = with_security_headers(answer.raw_headers)
-                body = bytes(answer.body)
-                await self._send(scope, send, headers, started, answer.status_code, raw, body)
-                return True
+                return Prepared(answer.status_code, raw, bytes(answer.body), headers, started)
             hit = completed(answer.raw_headers, bytes(answer.body), scope.get("route"))
             if key is not None and lru is not None:
                 # Kept before it is sent: nothing can ask for it in between otherwise.
@@ -149,32 +172,35 @@ class ReadLane:
         else:
             scope["route"] = hit.route
         if not_modified(hit, if_none_match):
-            raw = with_security_headers(not_modified_headers(hit))
-            await self._send(scope, send, headers, started, 304, raw, b"")
-        else:
-            raw = with_security_headers(hit.headers)
-            await self._send(scope, send, headers, started, 200, raw, hit.body)
-        return True
+            return Prepared(
+                304, with_security_headers(not_modified_headers(hit)), b"", headers, started
+            )
+        return Prepared(200, with_security_headers(hit.headers), hit.body, headers, started)
 
-    async def _send(
-        self,
-        scope: Scope,
-        send: Send,
-        headers: dict[str, str],
-        started: float,
-        status: int,
-        raw: list[tuple[bytes, bytes]],
-        body: bytes,
-    ) -> None:
+    def record(self, scope: Scope, prepared: Prepared, response_size: int) -> None:
+        """The request metrics and access line of an answer sent (``response_size`` bytes of
+        its body passed on)."""
+        self._metrics.record(scope, prepared.status, perf_counter() - prepared.started)
+        log_access(
+            scope, prepared.request_headers, prepared.status, prepared.started, response_size
+        )
+
+    async def _send(self, scope: Scope, send: Send, prepared: Prepared) -> None:
         """Sends the answer under the request's deadline, then its metrics and access line."""
         deadlines = self._parts.deadlines
         task = asyncio.current_task()
         watched = None if task is None else deadlines.watch(task)
         response_size = 0
         try:
-            await send({"type": "http.response.start", "status": status, "headers": raw})
-            response_size = len(body)
-            await send({"type": "http.response.body", "body": body})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": prepared.status,
+                    "headers": prepared.headers,
+                }
+            )
+            response_size = len(prepared.body)
+            await send({"type": "http.response.body", "body": prepared.body})
         except asyncio.CancelledError as exc:
             # As the deadline layer: a cancellation of its own, none other pending, is the
             # deadline's; the response has started, so it ends the connection as the
@@ -193,5 +219,17 @@ class ReadLane:
                 deadlines.release(watched)
                 if watched.expired:
                     watched.settle()
-            self._metrics.record(scope, status, perf_counter() - started)
-            log_access(scope, headers, status, started, response_size)
+            self.record(scope, prepared, response_size)
+
+
+def _inline(answering: Coroutine[Any, Any, Answer | None]) -> Answer | None:
+    """The coroutine's result, run to its end at once: ``FastReads.answer`` awaits nothing
+    when the store's reads do not block (``aeroflow.api.reads.read``), which ``prepare``
+    checks first."""
+    try:
+        answering.send(None)
+    except StopIteration as done:
+        result: Answer | None = done.value
+        return result
+    answering.close()
+    raise RuntimeError("a read suspended although the store's reads do not block")
