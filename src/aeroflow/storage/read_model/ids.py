@@ -69,11 +69,21 @@ def decode_column(keys: Int64Array) -> list[str]:
     return decode_parts(rest.tolist(), date.tolist())
 
 
-def decode_halves(keys: Int64Array) -> tuple[list[str], list[str]]:
+def decode_halves(
+    keys: Int64Array, prefixes: Memo[int, str] | None = None
+) -> tuple[list[str], list[str]]:
     """The ids of ``keys`` in two halves, ``{carrier}{number}-{origin}-`` and the date: one id
-    is the two side by side (what a text written in pieces needs, without joining them)."""
+    is the two side by side (what a text written in pieces needs, without joining them).
+    ``prefixes``: a ``prefix_memo`` to take the first halves from."""
     rest, date = np.divmod(keys, DATES)
-    return _PREFIXES.many(rest.tolist()), _DATES_TEXT.many(date.tolist())
+    first = _PREFIXES if prefixes is None else prefixes
+    return first.many(rest.tolist()), _DATES_TEXT.many(date.tolist())
+
+
+def prefix_memo(opening: str) -> Memo[int, str]:
+    """A memo of ``opening`` and an id's first half, by the key without its date (the
+    ``divmod(key, DATES)`` quotient), as ``decode_halves`` takes them."""
+    return Memo(lambda rest: opening + _PREFIXES.one(rest), 1 << 16)
 
 
 def decode_parts(prefixes: list[int], dates: list[int]) -> list[str]:

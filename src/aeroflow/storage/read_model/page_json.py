@@ -18,7 +18,6 @@ import dataclasses
 import operator
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Final
 
 import numpy as np
@@ -123,42 +122,42 @@ _NULL_BLOCKS: Final = np.array([_BLOCK[name] for name in PACKED], np.int64)
 _CHUNK_ROWS: Final = 100
 
 
-def _literals() -> list[str]:
-    """The constant texts of a row, in order: before its id, then before each other field
-    (a row is these interleaved with its values, the id's two halves side by side)."""
-    before = ['{"flight_id":"']
-    for name in _FIELDS[1:]:
-        before.append(('","' if name == "carrier" else ',"') + f'{name}":')
-    return before
+def _before(name: str) -> str:
+    """The constant text before a field's value: the id's is the row's opening."""
+    if name == "flight_id":
+        return '},{"flight_id":"'  # the first row's "}," becomes "[" (see _rows_text)
+    return ('","' if name == "carrier" else ',"') + f'{name}":'  # the id's quote closed
 
 
-_ROW_LITERALS: Final = _literals()
-# The literals a page's list of texts starts with: each row's, the first row's opening with
-# the array's, the separator before the others', the end of a row and the array's.
-_LITERALS: Final = ["[" + _ROW_LITERALS[0], "}," + _ROW_LITERALS[0], *_ROW_LITERALS[1:], "}]"]
-_FIRST_OPENING, _NEXT_OPENING, _END_INDEX = 0, 1, len(_LITERALS) - 1
+# The texts written before the values that have no text of their own for it: numbers and
+# instants. A coded value's text and the id's first half start with theirs already.
+_PLAIN: Final = [name for name in _FIELDS if name in _BLOCK and name not in CODED]
+_LITERALS: Final = [_before(name) for name in _PLAIN]
+_LITERAL: Final = {name: at for at, name in enumerate(_PLAIN)}
+_END: Final = len(_LITERALS)  # the page's end, "}]", after the literals
+_OPENED_PREFIXES: Final = ids.prefix_memo(_before("flight_id"))
 
 
 def _picker(count: int) -> Callable[[list[str]], tuple[str, ...]]:
     """The texts of a page of ``count`` rows, picked in the page's order from the list
-    ``_rows_text`` makes: ``_LITERALS``, then each block of ``count`` values."""
-    first = len(_LITERALS)  # where the blocks start
+    ``_rows_text`` makes: ``_LITERALS``, the end, then each block of ``count`` values."""
+    first = _END + 1  # where the blocks start
     order: list[int] = []
     for row in range(count):
-        order.append(_FIRST_OPENING if row == 0 else _NEXT_OPENING)
-        for at, name in enumerate(_FIELDS):
+        for name in _FIELDS:
             if name == "flight_id":
                 order.append(first + _BLOCK["flight_id/prefix"] * count + row)
                 order.append(first + _BLOCK["flight_id/date"] * count + row)
                 continue
-            order.append(1 + at)  # _ROW_LITERALS[at]: the text before the field
+            if name in _LITERAL:
+                order.append(_LITERAL[name])
             order.append(first + _BLOCK[name] * count + row)
-    order.append(_END_INDEX)
+    order.append(_END)
     return operator.itemgetter(*order)
 
 
 class _Pickers:
-    """``_picker`` per row count, made once (each holds ~37 indexes per row)."""
+    """``_picker`` per row count, made once (each holds ~31 indexes per row)."""
 
     def __init__(self) -> None:
         self._made: dict[int, Callable[[list[str]], tuple[str, ...]]] = {}
@@ -174,13 +173,14 @@ _PICKERS: Final = _Pickers()
 
 
 class CodeTexts:
-    """The JSON text of every code of the coded columns in one list, so that a page's codes
-    become texts in one pass: each line's codes are shifted by its dictionary's offset in it.
-    ``tail_number``'s dictionary comes last, right after ``null``, where its NULL (-1) lands.
-    Rebuilt when a dictionary has grown (rare: new carriers, airports, tail numbers)."""
+    """The text of every code of each coded column, the field's name before it, in one list,
+    so that a page's codes become texts in one pass: each line's codes are shifted by its
+    column's offset in it. A nullable column's ``null`` sits right before its texts, where its
+    NULL (-1) lands. Rebuilt when a dictionary has grown (rare: new carriers, airports, tail
+    numbers)."""
 
     def __init__(self, fragments: dict[str, TextFragments]) -> None:
-        self._fragments = [fragments[name] for name in _CODE_ORDER]
+        self._fragments = [fragments[dictionary] for dictionary in CODED.values()]
         self._dictionaries = [f.dictionary for f in self._fragments]
         self._lock = threading.Lock()
         self._current: tuple[list[int], list[str], Int64Array] = ([], [], _NO_OFFSETS)
@@ -196,20 +196,19 @@ class CodeTexts:
     def _rebuild(self) -> tuple[list[str], Int64Array]:
         sizes = [len(d.values) for d in self._dictionaries]
         texts: list[str] = []
-        starts: dict[str, int] = {}
-        for name, fragments, size in zip(_CODE_ORDER, self._fragments, sizes, strict=True):
-            if name == "tail_number":
-                texts.append(_NULL)
-            starts[name] = len(texts)
+        starts: list[int] = []
+        for name, fragments, size in zip(CODED, self._fragments, sizes, strict=True):
+            before = _before(name)
+            if name == "tail_number":  # the one nullable text
+                texts.append(before + _NULL)
+            starts.append(len(texts))
             # Up to the size read: what the snapshot claims to know (fragments may know more).
-            texts.extend(fragments.texts()[:size])
-        offsets = np.array([[starts[d]] for d in CODED.values()], np.int64)
+            texts.extend([before + text for text in fragments.texts()[:size]])
+        offsets = np.array([[start] for start in starts], np.int64)
         self._current = (sizes, texts, offsets)
         return texts, offsets
 
 
-# Dictionaries in ``CodeTexts``' list; tail numbers last (see there).
-_CODE_ORDER: Final = ("carrier", "airport", "status", "tail_number")
 _NO_OFFSETS: Final = np.zeros((len(CODED), 1), np.int64)
 
 
@@ -223,11 +222,13 @@ def _rows_text(rows: RowValues, codes: tuple[list[str], Int64Array]) -> str:
     both = (stamps[: _TIME_COUNT - 1].ravel(), numeric[_TIME_COUNT:].ravel())
     text = orjson.dumps(both, option=_AWARE).decode()
     local = orjson.dumps(stamps[_TIME_COUNT - 1], option=_NAIVE).decode()
-    prefixes, dates = ids.decode_halves(lines[KEY_LINE])
+    prefixes, dates = ids.decode_halves(lines[KEY_LINE], _OPENED_PREFIXES)
+    prefixes[0] = "[" + prefixes[0][2:]  # the first row opens the array: no "},"
     texts, offsets = codes
     coded = (lines[_FIRST_CODE_LINE:] + offsets).ravel().tolist()
     values = [
         *_LITERALS,
+        "}]",
         *text[2:-2].replace("],[", ",", 1).split(","),
         *local[1:-1].split(","),
         *prefixes,
@@ -236,7 +237,7 @@ def _rows_text(rows: RowValues, codes: tuple[list[str], Int64Array]) -> str:
     ]
     if np.count_nonzero(rows.nulls):  # no Python wrapper, unlike ndarray.any
         null_lines, null_rows = np.nonzero(rows.nulls)
-        at = _NULL_BLOCKS[null_lines] * count + null_rows + len(_LITERALS)
+        at = _NULL_BLOCKS[null_lines] * count + null_rows + _END + 1
         for index in at.tolist():
             values[index] = _NULL
     return "".join(_PICKERS(count)(values))
