@@ -261,31 +261,33 @@ class FlightReadModel:
         if plan.impossible:
             return _NO_ROWS, None
         with self._lock:
-            sources: list[Run | Tail] = [*self._runs, self._tail]
+            # An empty tail (nothing written since the last freeze) has nothing to search.
+            tail = self._tail
+            sources: Sequence[Run | Tail] = [*self._runs, tail] if len(tail) else self._runs
             hits = [source.search(plan) for source in sources]
-            rows = self._page(plan, sources, hits)
+            rows, more = self._page(plan, sources, hits, query.limit)
         # Turned into Python objects outside the lock: the rows are copies, and dictionaries
         # only grow, so the writer need not wait for that.
-        if len(rows) <= query.limit:
+        if not more:
             return rows, None
-        last = query.limit - 1
-        departure, key = rows.lines[(DEPARTURE_LINE, KEY_LINE), last].tolist()
-        next_key = Keyset(_EPOCH + _MICROSECOND * departure, ids.decode(key))
-        page = RowValues(
-            rows.lines[:, : query.limit], rows.nulls[:, : query.limit], rows.instants_writable
-        )
-        return page, next_key
+        departure, key = rows.lines[(DEPARTURE_LINE, KEY_LINE), -1].tolist()
+        return rows, Keyset(_EPOCH + _MICROSECOND * departure, ids.decode(key))
 
-    def _page(self, plan: Plan, sources: Sequence[Run | Tail], hits: list[IntArray]) -> RowValues:
-        """The first ``plan.want`` of every source's hits, in the query's order."""
+    def _page(
+        self, plan: Plan, sources: Sequence[Run | Tail], hits: list[IntArray], limit: int
+    ) -> tuple[RowValues, bool]:
+        """The first ``limit`` of every source's hits (up to ``plan.want`` each), in the
+        query's order, and whether more hits follow them."""
         counts = [len(h) for h in hits]
         filled = [i for i, c in enumerate(counts) if c]
         if not filled:
-            return _NO_ROWS
+            return _NO_ROWS, False
         if len(filled) == 1:
             # One source (usually so: the big run, an empty tail) is in order already.
             index = filled[0]
-            return sources[index].values(hits[index])
+            hit = hits[index]
+            more = len(hit) > limit
+            return sources[index].values(hit[:limit] if more else hit), more
         owner = np.repeat(np.arange(len(sources)), counts)
         rows = np.concatenate(hits)
         departures = np.empty(len(rows), np.int64)
@@ -298,7 +300,8 @@ class FlightReadModel:
         order = np.lexsort((keys, departures))
         if plan.descending:
             order = order[::-1]
-        order = order[: plan.want]
+        more = len(order) > limit
+        order = order[:limit]
         # Each source's chosen rows in page order, side by side, then put in place.
         positions = []
         values = []
@@ -310,7 +313,7 @@ class FlightReadModel:
         place = np.argsort(np.concatenate(positions))
         lines = np.concatenate([v.lines for v in values], axis=1)[:, place]
         nulls = np.concatenate([v.nulls for v in values], axis=1)[:, place]
-        return RowValues(lines, nulls, all(v.instants_writable for v in values))
+        return RowValues(lines, nulls, all(v.instants_writable for v in values)), more
 
     def get_flight(self, flight_id: str) -> Flight | None:
         key = ids.encode(flight_id)
