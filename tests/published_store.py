@@ -24,10 +24,15 @@ def publish_store(path: Path, flights: int = 0) -> Path:
     store = DuckDBFlightStore(path, read_model=False)
     try:
         if flights:
-            store.write_batch(WriteBatch(accepted=[_scheduled(n) for n in range(flights)]))
+            store.write_batch(scheduled_flights(flights))
     finally:
         store.close()
     return path
+
+
+def scheduled_flights(flights: int) -> WriteBatch:
+    """The batch ``publish_store`` writes, for any store."""
+    return WriteBatch(accepted=[_scheduled(n) for n in range(flights)])
 
 
 def _scheduled(number: int) -> AcceptedMessage:

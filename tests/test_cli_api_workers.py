@@ -17,10 +17,11 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from aeroflow.devtools.bigquery_emulator import RunningEmulator
 from aeroflow.devtools.child_process import free_port, wait_ready
 from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import StorageUnavailableError
-from published_store import flight_id, publish_store
+from published_store import flight_id, publish_store, scheduled_flights
 
 AEROFLOW = [sys.executable, "-m", "aeroflow"]
 FLIGHTS = 60
@@ -211,6 +212,36 @@ def test_a_second_server_on_the_port_is_refused(two_workers: Server, shared_stor
     assert done.returncode == 3
     assert f"cannot listen on 127.0.0.1:{port}" in done.stdout  # the JSON log
     assert fresh_get(f"{two_workers.base}/readyz").status_code == 200
+
+
+@pytest.mark.emulator
+def test_two_workers_over_bigquery(tmp_path: Path, bigquery_emulator: RunningEmulator) -> None:
+    # Each worker builds its own client; there is no file to open read-only.
+    from bigquery_emulator import LOCATION, fresh_dataset
+
+    with fresh_dataset(bigquery_emulator) as data:
+        data.store().write_batch(scheduled_flights(FLIGHTS))
+        server = start(
+            tmp_path,
+            tmp_path / "unused.duckdb",
+            "--workers",
+            "2",
+            env={
+                "AEROFLOW_STORAGE_BACKEND": "bigquery",
+                "AEROFLOW_GCP_PROJECT": data.project,
+                "AEROFLOW_BIGQUERY_DATASET": data.dataset,
+                "AEROFLOW_BIGQUERY_LOCATION": LOCATION,
+                "AEROFLOW_BIGQUERY_API_ENDPOINT": bigquery_emulator.rest_url,
+            },
+        )
+        try:
+            for n in range(FRESH_CONNECTIONS):
+                found = fresh_get(f"{server.base}/v1/flights/{flight_id(n)}")
+                assert found.status_code == 200, found.text
+            served = server.requests_per_pid("/v1/flights/{flight_id}")
+            assert len([count for count in served.values() if count]) == 2, served
+        finally:
+            stop(server.process)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -146,6 +146,8 @@ def store_problem_in_child(settings: Settings) -> str | None:
     RSS 60 -> 154 MiB), which the supervisor, serving nothing, need not keep."""
     from aeroflow.bootstrap import read_only_store_problem
 
+    if settings.storage_backend != "duckdb":
+        return None  # no file to check
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as checker:
         return checker.submit(read_only_store_problem, settings).result()
