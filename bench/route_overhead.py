@@ -4,11 +4,12 @@ Four targets; the first three run the same scenarios (``single`` cached URL, ``r
 ``point`` lookups):
 
 * ``serve``: ``aeroflow serve`` exactly as shipped, on a copy of ``bench/.data/nyc.duckdb``.
-* ``ceiling``: the real app (``bootstrap.build_app``, every middleware, JSON access log, same
-  uvicorn options) over a store that answers from a dict precomputed by DuckDB and says
-  ``reads_block == False``. **A ceiling, not a result**: it shows what the HTTP layer costs
-  once the store answers in microseconds (the in-memory read model's job); it has no write
-  version, so its response cache is off (every request is routed, ETag still computed).
+* ``ceiling``: the real app (``bootstrap.build_server_app``, every middleware, JSON access log,
+  the same uvicorn options and protocol as ``aeroflow serve``) over a store that answers from
+  a dict precomputed by DuckDB and says ``reads_block == False``. **A ceiling, not a
+  result**: it shows what the HTTP layer costs once the store answers in microseconds (the
+  in-memory read model's job); it has no write version, so its response cache is off (every
+  request is routed, ETag still computed).
 
 * ``asgi``: the ceiling's app driven in-process, no server and no socket, one request at a
   time: CPU (``time.process_time``) per request of the app alone, the steadiest figure on a
@@ -132,10 +133,10 @@ def _replay_app(db: Path, port: int, lists: dict[str, list[str]], versioned: boo
     settings = Settings(duckdb_path=db, port=port)
     real_build_store = bootstrap.build_store
     store = (_VersionedReplayStore if versioned else _ReplayStore)(real_build_store(settings))
-    bootstrap.build_store = lambda _settings: store  # type: ignore[assignment]
+    bootstrap.build_store = lambda _settings, **_options: store  # type: ignore[assignment]
     try:
         bootstrap.configure_observability(settings)
-        app = bootstrap.build_app(settings, bootstrap.Role.SERVE)
+        app = bootstrap.build_server_app(settings, bootstrap.Role.SERVE)
     finally:
         bootstrap.build_store = real_build_store  # type: ignore[assignment]
 
@@ -156,19 +157,14 @@ def _replay_app(db: Path, port: int, lists: dict[str, list[str]], versioned: boo
 def _serve_ceiling(db: Path, port: int, lists_dir: Path) -> None:
     import uvicorn
 
+    from aeroflow import cli
+    from aeroflow.settings import Settings
+
     lists = {n: (lists_dir / f"{n}.txt").read_text().split() for n in ("single", "random", "point")}
     app = _replay_app(db, port, lists, versioned=False)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
-        server_header=False,
-    )
-    uvicorn.Server(config).run()
+    # The server as `aeroflow serve` configures it (its protocol answers plain reads itself).
+    options = cli._server_options(Settings(duckdb_path=db, port=port))
+    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options)).run()
 
 
 # --- in-process ------------------------------------------------------------------------------
