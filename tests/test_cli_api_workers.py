@@ -44,6 +44,16 @@ class Server:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
         return [int(child) for child in text.split()]
 
+    def settled_requests_per_pid(self, route: str, total: float) -> dict[int, float]:
+        """``requests_per_pid`` once the counts add up to ``total``: a request is counted
+        after its response is sent, so the client may read before the last increments."""
+        deadline = time.monotonic() + 10
+        while sum((counts := self.requests_per_pid(route)).values()) < total:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        return counts
+
     def requests_per_pid(self, route: str) -> dict[int, float]:
         """2xx GETs of ``route`` each worker counted, from the workers' own metric files."""
         counts: dict[int, float] = {}
@@ -168,7 +178,7 @@ def test_metrics_count_every_workers_requests(two_workers: Server) -> None:
     before = two_workers.requests_per_pid(route)
     for n in range(FRESH_CONNECTIONS):
         assert fresh_get(f"{two_workers.base}/v1/flights/{flight_id(n)}").status_code == 200
-    after = two_workers.requests_per_pid(route)
+    after = two_workers.settled_requests_per_pid(route, sum(before.values()) + FRESH_CONNECTIONS)
     served = {pid: count - before.get(pid, 0.0) for pid, count in after.items()}
     assert sum(served.values()) == FRESH_CONNECTIONS
     assert len([count for count in served.values() if count]) == 2, served
