@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 
 WORKER_APP: Final = "aeroflow.bootstrap:api_worker_app"
 # A worker that does not answer the supervisor's ping within this long is killed and
-# replaced. uvicorn's default, 5 s, is shorter than a read model's load over 10 M flights
-# (13-36 s), during which a worker's ping thread can wait long for the GIL.
+# replaced. It answers from a thread, which needs the GIL while the worker loads its read
+# model (10 M flights: 13-36 s alone, 97 s for two workers at once under load 8); uvicorn's
+# 5 s risked killing a loading worker, and a longer wait only delays replacing a hung one.
 HEALTHCHECK_TIMEOUT_SECONDS: Final = 60
 _PR_SET_PDEATHSIG: Final = 1
 # Elsewhere SO_REUSEPORT does not spread connections (or does not exist): one shared socket.
