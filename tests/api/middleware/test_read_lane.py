@@ -33,8 +33,10 @@ from aeroflow.cli import ServerHttpProtocol
 from aeroflow.observability.logging import REQUEST_LOGGER
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
+from aeroflow.storage.port import Flight
 from json_log_capture import captured_json_logs, json_lines
 from loopback_server import serve
+from store_wrapper import DelegatingStore
 
 from ..flightdata import Dataset
 
@@ -232,3 +234,35 @@ def test_plain_reads_never_reach_the_app(tmp_path: Path, seeded_file: Path) -> N
             tracing.get("/v1/flights?carrier=UA&limit=2")
     finally:
         store.close()
+
+
+class _FailingLookups(DelegatingStore):
+    """Answers from memory (as the read model does) but every lookup fails unexpectedly."""
+
+    lookups = 0
+
+    @property
+    def reads_block(self) -> bool:
+        return False
+
+    def get_flight(self, flight_id: str) -> Flight | None:
+        self.lookups += 1
+        raise RuntimeError("a bug in the store")
+
+
+def test_a_failing_read_is_answered_by_the_stack(tmp_path: Path, seeded_file: Path) -> None:
+    """The lane gives up on the request; the stack reads again and answers its standard 500."""
+    path = tmp_path / "failing.duckdb"
+    shutil.copyfile(seeded_file, path)
+    inner = DuckDBFlightStore(path)
+    try:
+        store = _FailingLookups(inner)
+        app = create_app(_settings(path, 64), store)
+        lane = ReadLane(app, parts=app.state.read_lane, trace_requests=False)
+        with TestClient(lane) as client:
+            answer = client.get("/v1/flights/UA1545-EWR-20130101")
+        assert answer.status_code == 500
+        assert answer.json()["error"]["code"] == "internal"
+        assert store.lookups == 2  # the lane's read, then the stack's
+    finally:
+        inner.close()

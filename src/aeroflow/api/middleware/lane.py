@@ -100,7 +100,11 @@ class ReadLane:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            prepared = self.prepare(scope)
+            try:
+                prepared = self.prepare(scope)
+            except Exception:  # the stack answers it from the start, with its catch-all
+                scope.pop("route", None)
+                prepared = None
             if prepared is not None:
                 await self._send(scope, send, prepared)
                 return

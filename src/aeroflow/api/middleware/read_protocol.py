@@ -96,7 +96,7 @@ class ReadLaneResponses(HttpToolsProtocol):
     def _answered(self) -> bool:
         lane = self._read_lane
         assert lane is not None  # noqa: S101 - only deferred with a lane
-        scope = self.scope
+        scope: dict[str, Any] = cast(Any, self.scope)
         # As uvicorn's on_headers_complete fills the scope.
         scope["method"] = "GET"
         parsed_url = httptools.parse_url(self.url)
@@ -107,7 +107,11 @@ class ReadLaneResponses(HttpToolsProtocol):
         scope["path"] = self.root_path + path
         scope["raw_path"] = self.root_path.encode("ascii") + raw_path
         scope["query_string"] = parsed_url.query or b""
-        prepared = lane.prepare(cast(Any, scope))
+        try:
+            prepared = lane.prepare(scope)
+        except Exception:  # the app answers it from the start, with its catch-all
+            scope.pop("route", None)
+            return False
         if prepared is None:
             return False
         # What uvicorn writes for the two messages: its default headers, the answer's, the body.
@@ -118,5 +122,5 @@ class ReadLaneResponses(HttpToolsProtocol):
         self.cycle = cast(Any, _ANSWERED)
         self.transport.write(b"".join(parts))
         self.on_response_complete()  # keep-alive timer, the next request
-        lane.record(cast(Any, scope), prepared, len(prepared.body))
+        lane.record(scope, prepared, len(prepared.body))
         return True
