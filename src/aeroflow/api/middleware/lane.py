@@ -20,8 +20,12 @@ deadline (the same timer: a send still blocked at the deadline ends as it would)
 security headers, the request metrics and the access line. Anything else (a request the fast
 reads leave to the route, an identical request in flight, a store that fails) goes down the
 stack untouched, which answers it from the start; reads have no side effects.
-tests/api/middleware/test_read_lane.py holds both paths to the same statuses, headers,
-bodies, metrics and access lines.
+
+The answer is computed synchronously (``ReadLane.prepare``), so the servers' protocol can
+also ask for it before uvicorn builds a request cycle (``read_protocol.py``); this layer is
+then the path of requests that protocol does not take (HTTP/1.0, a body, pipelining behind a
+request still running). tests/api/middleware/test_read_lane.py holds both paths to the
+stack's statuses, headers, bodies, metrics and access lines.
 """
 
 from __future__ import annotations
