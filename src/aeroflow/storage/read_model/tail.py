@@ -76,22 +76,25 @@ class Tail:
         return self._positions.get(key)
 
     def upsert(self, batch: FlightColumns) -> None:
-        """Overwrite the rows of flights already here, append the others."""
+        """Overwrite the rows of flights already here, append the others (keys distinct)."""
         keys = batch.keys.tolist()
-        known = [self._positions.get(k) for k in keys]
-        old = np.array([i for i, row in enumerate(known) if row is not None], np.int64)
-        new = np.array([i for i, row in enumerate(known) if row is None], np.int64)
+        # One dict probe per key, then numpy: the writer runs this for every commit.
+        found = self._positions.get
+        known = np.array([found(key, -1) for key in keys], np.int64)
+        old = np.flatnonzero(known >= 0)
+        new = np.flatnonzero(known < 0)
         if len(old):
-            self._write(np.array([known[i] for i in old.tolist()], np.int64), batch.take(old))
+            self._write(known[old], batch if len(old) == len(batch) else batch.take(old))
         if len(new):
-            self._reserve(self._size + len(new))
-            rows = np.arange(self._size, self._size + len(new))
-            self._write(rows, batch.take(new))
-            for row, i in zip(rows.tolist(), new.tolist(), strict=True):
-                self._positions[keys[i]] = row
-            self._size += len(new)
+            start, end = self._size, self._size + len(new)
+            self._reserve(end)
+            # Appended rows are one slice: slice assignment, no index array.
+            self._write(slice(start, end), batch if len(new) == len(batch) else batch.take(new))
+            added = keys if len(new) == len(batch) else batch.keys[new].tolist()
+            self._positions.update(zip(added, range(start, end), strict=True))
+            self._size = end
 
-    def _write(self, rows: IntArray, values: FlightColumns) -> None:
+    def _write(self, rows: IntArray | slice, values: FlightColumns) -> None:
         columns = self._columns
         columns.keys[rows] = values.keys
         columns.departures[rows] = values.departures
