@@ -141,6 +141,31 @@ def _check_schema(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise NotAStoreError(f"{path} is not an aeroflow store (missing {shown})")
 
 
+def _first_occurrences(
+    batch: WriteBatch,
+) -> tuple[list[AcceptedMessage], list[RejectedMessage]]:
+    """The batch's messages without repeated message ids: the first occurrence wins, accepted
+    messages counted before rejected ones; the rest are duplicates."""
+    accepted, rejected = list(batch.accepted), list(batch.rejected)
+    ids = [m.meta.message_id for m in accepted]
+    ids += [m.meta.message_id for m in rejected]
+    if len(set(ids)) == len(ids):
+        return accepted, rejected  # the usual batch: no repeats, nothing to filter
+    seen: set[str] = set()
+    firsts: tuple[list[AcceptedMessage], list[RejectedMessage]] = ([], [])
+    messages: list[AcceptedMessage | RejectedMessage] = [*accepted, *rejected]
+    for message in messages:
+        message_id = message.meta.message_id
+        if message_id in seen:
+            continue
+        seen.add(message_id)
+        if isinstance(message, AcceptedMessage):
+            firsts[0].append(message)
+        else:
+            firsts[1].append(message)
+    return firsts
+
+
 @dataclass(frozen=True, slots=True)
 class FlightWrites:
     """What a batch writes into ``flights``: each of its flights' newest event becomes the
@@ -292,21 +317,8 @@ class DuckDBFlightStore:
             return self._write(batch)
 
     def _write(self, batch: WriteBatch) -> WriteResult:
-        # First occurrence of a message id in the batch wins; the rest are duplicates.
-        seen: set[str] = set()
-        accepted: list[AcceptedMessage] = []
-        rejected: list[RejectedMessage] = []
-        messages: list[AcceptedMessage | RejectedMessage] = [*batch.accepted, *batch.rejected]
-        for message in messages:
-            message_id = message.meta.message_id
-            if message_id in seen:
-                continue
-            seen.add(message_id)
-            if isinstance(message, AcceptedMessage):
-                accepted.append(message)
-            else:
-                rejected.append(message)
-        if not seen:
+        accepted, rejected = _first_occurrences(batch)
+        if not accepted and not rejected:
             return WriteResult(stored=0, duplicates=len(batch), rejected=0)
 
         events = event_rows(accepted)

@@ -53,6 +53,10 @@ def arrow_schema(table: SchemaTable) -> pa.Schema:
 
 
 EVENTS_SCHEMA: Final = arrow_schema(FLIGHT_EVENTS)
+# The flight_events column each flights column is copied from, in flights' order.
+_FLIGHTS_SOURCES: Final = [
+    "ingest_time" if name == "updated_at" else name for name in FLIGHTS.column_names
+]
 REJECTED_SCHEMA: Final = arrow_schema(REJECTED_MESSAGES)
 
 
@@ -91,11 +95,8 @@ class EventRows:
 
     def flights_rows(self, positions: Sequence[int]) -> pa.Table:
         """Rows for ``flights`` made from these events; updated_at = the event's ingest time."""
-        columns = {
-            name: self.table.column("ingest_time" if name == "updated_at" else name)
-            for name in FLIGHTS.column_names
-        }
-        return pa.table(columns).take(pa.array(positions, pa.int64()))
+        flights = self.table.select(_FLIGHTS_SOURCES).rename_columns(FLIGHTS.column_names)
+        return flights.take(pa.array(positions, pa.int64()))
 
 
 def _midnight(value: datetime) -> datetime:
