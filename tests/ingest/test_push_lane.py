@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -278,3 +279,34 @@ def test_refusals_and_outages_answer_as_the_asgi_path(tmp_path: Path) -> None:
     assert retried.startswith(b"HTTP/1.1 204 ")
     for kind in (STOCK, LANE):
         assert table_count(tmp_path / f"{kind}.duckdb", "flight_events") == 1
+
+
+class GatedStore(DuckDBFlightStore):
+    """The real DuckDB store whose batch writes wait for the test to open the gate."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.writing = threading.Event()
+
+    def write_batch(self, batch: WriteBatch) -> WriteResult:
+        self.writing.set()
+        self.gate.wait(10)
+        return super().write_batch(batch)
+
+
+def test_a_client_gone_before_its_answer_changes_nothing_for_others(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "lane.duckdb")
+    try:
+        with serve(composed(store, BearerToken()), http=PushHttpProtocol, **SERVER_OPTIONS) as url:
+            port = int(url.rsplit(":", 1)[1])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(push(stored_body(1), b"authorization: Bearer good"))
+                assert store.writing.wait(10)
+            store.gate.set()  # its commit completes after the connection is gone
+            answer = exchange(port, push(stored_body(2), b"authorization: Bearer good"))
+    finally:
+        store.close()
+    assert answer.startswith(b"HTTP/1.1 204 ")
+    # Written although nobody heard the ack: the redelivery Pub/Sub sends is a duplicate.
+    assert table_count(tmp_path / "lane.duckdb", "flight_events") == 2

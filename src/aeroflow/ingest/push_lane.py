@@ -211,11 +211,13 @@ class PushLane:
 
     def _answer(self, exchange: Exchange, status: int, head: bytes, body: bytes) -> None:
         transport = exchange.transport
-        if not exchange.disconnected:
+        # Closing without ``disconnected`` set: lost while a pipelined request was current.
+        gone = exchange.disconnected or transport.is_closing()
+        if not gone:
             transport.write(head + body if body else head)
         exchange.response_complete = True
         if not exchange.keep_alive:
             transport.close()
-        if not exchange.disconnected:
+        if not gone:
             exchange.on_response()  # uvicorn: keep-alive timer, resume reading, next request
         self._record(exchange.scope, status, time.perf_counter() - exchange.started, len(body))
