@@ -153,11 +153,17 @@ def _picker(count: int) -> Callable[[list[str]], tuple[str, ...]]:
                 order.append(_LITERAL[name])
             order.append(first + _BLOCK[name] * count + row)
     order.append(_END)
-    return operator.itemgetter(*order)
+    # Each index as the one shared int object of its value: the pickers of all page lengths
+    # then hold pointers only, and a page touches fewer objects.
+    return operator.itemgetter(*map(_INDEXES.__getitem__, order))
+
+
+_INDEXES: Final = list(range(_END + 1 + len(_BLOCKS) * _CHUNK_ROWS))
 
 
 class _Pickers:
-    """``_picker`` per row count, made once (each holds ~31 indexes per row)."""
+    """``_picker`` per row count, made once: ~31 indexes per row, ~1.3 MB for every row count
+    up to _CHUNK_ROWS."""
 
     def __init__(self) -> None:
         self._made: dict[int, Callable[[list[str]], tuple[str, ...]]] = {}
