@@ -59,3 +59,12 @@ def test_ids_not_in_the_domains_shape_have_no_key() -> None:
         assert ids.encode(text) is None, text
         if len(text) == ids.ID_LENGTH:
             assert ids.encode_many(text.encode(), 1) is None, text
+
+
+@given(st.lists(flight_ids, min_size=1, max_size=20))
+def test_an_id_is_its_two_halves_side_by_side(values: list[str]) -> None:
+    keys = np.array([ids.encode(v) for v in values], np.int64)
+    prefixes, dates = ids.decode_halves(keys)
+    assert [p + d for p, d in zip(prefixes, dates, strict=True)] == values
+    opened, _ = ids.decode_halves(keys, ids.prefix_memo("<"))
+    assert opened == ["<" + p for p in prefixes]
