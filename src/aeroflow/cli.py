@@ -119,7 +119,7 @@ WorkersOption = Annotated[
     typer.Option(
         min=1,
         max=64,
-        help="Processes serving the API on one socket (default AEROFLOW_API_WORKERS, 1); each"
+        help="Processes serving the API on one port (default AEROFLOW_API_WORKERS, 1); each"
         " holds its own read model in memory.",
     ),
 ]
