@@ -147,6 +147,7 @@ def test_the_lane_answers_as_the_asgi_path_does(tmp_path: Path) -> None:
         poison = same_answers(ports, push(envelope(b"not json", message_id="p1")))
         not_envelope = same_answers(ports, push(b"[]"))
         not_json = same_answers(ports, push(b"{"))
+        empty = same_answers(ports, push(b""))
         # Left to the ASGI path by the lane: the answers are the same anyway.
         with_query = same_answers(
             ports, push(stored_body(1)).replace(b"push HTTP", b"push?a=1 HTTP")
@@ -172,10 +173,11 @@ def test_the_lane_answers_as_the_asgi_path_does(tmp_path: Path) -> None:
         b'"details":[]}}'
     )
     assert not_json.startswith(b"HTTP/1.1 400 ")
+    assert empty.startswith(b"HTTP/1.1 400 ")
     assert too_big.startswith(b"HTTP/1.1 413 ")
     # Both servers counted each request under the push route's series.
     assert http_requests("2xx") - ok_before == 2 * 7
-    assert http_requests("4xx") - bad_before == 2 * 3
+    assert http_requests("4xx") - bad_before == 2 * 4
     for kind in (STOCK, LANE):
         db = tmp_path / f"{kind}.duckdb"
         assert table_count(db, "flight_events") == 5
