@@ -19,6 +19,10 @@ settled by the group committer in one event-loop callback per batch. It is serve
   sample, see ``access_log_sample_rate``), and, when tracing is on, the server span. The
   composition root wraps the endpoint in the API's header middleware, so responses carry the
   same headers either way.
+* the push lane (``push_lane.py``, ``push_protocol.py``): under ``aeroflow serve``/``ingest``
+  uvicorn runs ``PushHttpProtocol``, which hands a plain push request to the lane that
+  ``PushFastPath`` publishes, outside ASGI altogether: the same ``PushEndpoint`` steps, the
+  same bytes, recorded by ``PushFastPath.record``. The ASGI paths above answer the rest.
 """
 
 from __future__ import annotations
