@@ -57,7 +57,7 @@ def seeded_file(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> P
 def _settings(path: Path, cache_mib: int) -> Settings:
     return Settings(
         environment="test",
-        cursor_secret="lane-test-secret",
+        cursor_secret="lane-test-secret",  # pragma: allowlist secret
         duckdb_path=path,
         response_cache_mib=cache_mib,
     )
