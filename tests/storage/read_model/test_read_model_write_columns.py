@@ -44,3 +44,13 @@ def test_one_chunk_or_several_give_the_same_columns() -> None:
     assert _micros(rows.column("scheduled_departure")).tolist() == (
         _micros(split.column("scheduled_departure")).tolist()
     )
+
+
+def test_columns_own_their_memory_so_arrow_buffers_are_freed() -> None:
+    # A view into an Arrow buffer kept every loaded chunk's buffers alive until the run was
+    # assembled: the load's peak RSS at 10 M flights went 994 -> 2,407 MiB.
+    instants = pa.array([datetime(2013, 1, 1, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC"))
+    for column in (instants, pa.array([1, 2, 3], pa.int64()), pa.chunked_array([instants])):
+        values = _micros(column)
+        assert values.flags.owndata
+        assert values.base is None
