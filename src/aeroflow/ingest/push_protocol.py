@@ -24,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from aeroflow.ingest.push import PUSH_LANE_STATE, PUSH_PATH
 from aeroflow.ingest.push_lane import Exchange, PushLane
+from aeroflow.server_protocol import answerable_in_protocol
 
 _PUSH_URL = PUSH_PATH.encode()
 
@@ -63,17 +64,11 @@ class PushHttpProtocol(HttpToolsProtocol):
     def _lane_exchange(self) -> Exchange | None:
         """The lane's exchange for the request whose headers were just read, if it is plain."""
         lane = self._lane
-        parser = self.parser
         if (
             lane is None
             or self.url != _PUSH_URL
-            or parser.get_method() != b"POST"
-            or self.expect_100_continue
-            or self.limit_concurrency is not None
-            or (self.cycle is not None and not self.cycle.response_complete)
-            or parser.get_http_version() != "1.1"
-            or not parser.should_keep_alive()
-            or parser.should_upgrade()
+            or self.parser.get_method() != b"POST"
+            or not answerable_in_protocol(self)
         ):
             return None
         length: bytes | None = None

@@ -26,6 +26,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from aeroflow.api.fast_reads import LIST_PATH
 from aeroflow.api.middleware.lane import READ_LANE_STATE, ReadLane
+from aeroflow.server_protocol import answerable_in_protocol
 
 _PREFIX: Final = LIST_PATH.encode()
 _BODY_HEADERS: Final = frozenset({b"content-length", b"transfer-encoding"})
@@ -78,17 +79,10 @@ class ReadLaneResponses(HttpToolsProtocol):
             super().on_message_complete()
 
     def _may_answer(self) -> bool:
-        parser = self.parser
-        cycle = self.cycle
         return (
             self.url.startswith(_PREFIX)
-            and parser.get_method() == b"GET"
-            and parser.get_http_version() == "1.1"
-            and parser.should_keep_alive()
-            and not parser.should_upgrade()
-            and not self.expect_100_continue
-            and self.limit_concurrency is None
-            and (cycle is None or cycle.response_complete)
+            and self.parser.get_method() == b"GET"
+            and answerable_in_protocol(self)
             and not self.flow.write_paused
             and not any(name in _BODY_HEADERS for name, _ in self.headers)
         )
