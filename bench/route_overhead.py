@@ -1,6 +1,6 @@
 """What a read request costs outside the store: server CPU per request and req/s, c=32.
 
-Four targets; the first three run the same scenarios (``single`` cached URL, ``random`` pages,
+Five targets; the first three run the same scenarios (``single`` cached URL, ``random`` pages,
 ``point`` lookups):
 
 * ``serve``: ``aeroflow serve`` exactly as shipped, on a copy of ``bench/.data/nyc.duckdb``.
@@ -21,6 +21,15 @@ Four targets; the first three run the same scenarios (``single`` cached URL, ``r
   must walk and the CPU of one full collection. Such
   collections run every time enough objects survive, and their pauses set the p99 of a
   workload the cache cannot serve.
+* ``tail``: where wrk's latency tail comes from. ``aeroflow serve`` runs with a probe on the
+  read lane's protocol path (``ReadLaneResponses._answered``) and the collector's callbacks;
+  each wrk run (c=32, ``--runs`` of them per scenario) is set beside what the server saw in
+  it: its longest answer (wall and CPU; answers over 5 ms counted, split into preempted by the
+  kernel or blocked in a system call), the longest time between two answers on one connection
+  (bounds, from the server's side, what any one request waited for it), the longest pause of
+  the garbage collector, and the share of the run its event loop's thread was ready to run but
+  waiting for a CPU. A wrk p99 far above the longest wait between two answers on one
+  connection lies outside the server process. The probe costs a few microseconds a request.
 
 CPU per request is the server process's user+system time over the run divided by the requests
 wrk completed: less sensitive to the neighbours on a shared machine than req/s. The 1-minute
@@ -30,6 +39,7 @@ load average before each run is printed with it.
     .venv/bin/python bench/route_overhead.py --target ceiling --scenarios random,point
     .venv/bin/python bench/route_overhead.py --target asgi
     .venv/bin/python bench/route_overhead.py --target cache-gc --requests 60000
+    .venv/bin/python bench/route_overhead.py --target tail --scenarios random,point --runs 5
 """
 
 from __future__ import annotations
@@ -38,8 +48,11 @@ import argparse
 import asyncio
 import gc
 import itertools
+import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -267,6 +280,152 @@ async def _drive(app: Any, urls: list[str], n: int, statuses: dict[int, int]) ->
     return (time.process_time() - started) / n
 
 
+# --- the tail --------------------------------------------------------------------------------
+
+SLOW_ANSWER = 0.005  # seconds: an answer over this is counted, with why it took so long
+
+
+def _runq_ns() -> int:
+    """Nanoseconds this thread has waited, runnable, for a CPU (the kernel's schedstat)."""
+    return int(Path("/proc/thread-self/schedstat").read_text().split()[1])
+
+
+class _TailProbe:
+    """What the serving thread saw between two SIGUSR1 (each writes the report, then resets)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.started = time.perf_counter()
+        self.runq_before = _runq_ns()
+        self.answers = 0
+        self.longest = (0.0, 0.0)  # wall, CPU seconds of the longest answer
+        self.slow = {"count": 0, "preempted": 0, "blocked": 0}
+        self.previous_end: float | None = None
+        self.idle_longest = 0.0
+        self.by_connection: dict[int, float] = {}
+        self.connection_longest = 0.0
+        self.gc_longest = 0.0
+        self.gc_full = 0
+        self._gc_started = 0.0
+
+    def answer(self, protocol: Any, answered: Any) -> bool:
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        start, cpu = time.perf_counter(), time.thread_time()
+        result: bool = answered(protocol)
+        end = time.perf_counter()
+        wall = end - start
+        if wall > SLOW_ANSWER:
+            after = resource.getrusage(resource.RUSAGE_THREAD)
+            self.slow["count"] += 1
+            self.slow["preempted"] += after.ru_nivcsw > usage.ru_nivcsw
+            self.slow["blocked"] += after.ru_nvcsw > usage.ru_nvcsw
+        if wall > self.longest[0]:
+            self.longest = (wall, time.thread_time() - cpu)
+        if self.previous_end is not None:
+            self.idle_longest = max(self.idle_longest, start - self.previous_end)
+        self.previous_end = end
+        # Keyed by the protocol object: one per connection, alive while it is open.
+        before = self.by_connection.get(id(protocol))
+        if before is not None:
+            self.connection_longest = max(self.connection_longest, start - before)
+        self.by_connection[id(protocol)] = start
+        self.answers += 1
+        return result
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        self.gc_longest = max(self.gc_longest, time.perf_counter() - self._gc_started)
+        self.gc_full += info["generation"] == 2
+
+    def report(self) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.started
+        return {
+            "answers": self.answers,
+            "longest_answer_ms": round(self.longest[0] * 1e3, 2),
+            "longest_answer_cpu_ms": round(self.longest[1] * 1e3, 2),
+            "slow_answers": self.slow,
+            "longest_connection_wait_ms": round(self.connection_longest * 1e3, 2),
+            "longest_idle_ms": round(self.idle_longest * 1e3, 2),
+            "gc_longest_ms": round(self.gc_longest * 1e3, 2),
+            "gc_full": self.gc_full,
+            "runq_share": round((_runq_ns() - self.runq_before) / 1e9 / elapsed, 3),
+        }
+
+
+def _serve_probed(db: Path, port: int, report: Path) -> None:
+    """``aeroflow serve`` as the CLI runs it, with the probe (SIGUSR1: report, then reset)."""
+    from aeroflow import cli
+    from aeroflow.api.middleware import read_protocol
+
+    probe = _TailProbe()
+    answered = read_protocol.ReadLaneResponses._answered
+
+    def probed(protocol: Any) -> bool:
+        return probe.answer(protocol, answered)
+
+    setattr(read_protocol.ReadLaneResponses, "_answered", probed)  # noqa: B010
+    gc.callbacks.append(probe.on_gc)
+
+    def on_usr1(_signal: int, _frame: Any) -> None:
+        written = report.with_suffix(".tmp")
+        written.write_text(json.dumps(probe.report()))
+        written.replace(report)
+        probe.reset()
+
+    signal.signal(signal.SIGUSR1, on_usr1)
+    sys.argv = ["aeroflow", "serve", "--port", str(port), "--db", str(db)]
+    cli.app()
+
+
+def _probe_report(server: Server, report: Path) -> dict[str, Any]:
+    report.unlink(missing_ok=True)
+    os.kill(server.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not report.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the probed server wrote no report")
+        time.sleep(0.05)
+    found: dict[str, Any] = json.loads(report.read_text())
+    return found
+
+
+def _measure_tail(
+    server: Server,
+    lists: dict[str, Path],
+    names: Sequence[str],
+    seconds: float,
+    runs: int,
+    report: Path,
+) -> None:
+    for name in names:
+        run_wrk(server.base_url, lists[name], connections=32, seconds=1)  # warm-up
+        wait_idle(server.pid)
+        _probe_report(server, report)
+        for run in range(1, runs + 1):
+            result = run_wrk(server.base_url, lists[name], connections=32, seconds=seconds)
+            seen = _probe_report(server, report)
+            wait_idle(server.pid)
+            _probe_report(server, report)  # the backlog worked off is not the next run's
+            slow = seen["slow_answers"]
+            print(
+                f"tail {name:6} run {run}: wrk {result['rps']:6.0f} req/s p50"
+                f" {result['p50_ms']:6.2f} p99 {result['p99_ms']:7.2f} max"
+                f" {result['max_ms']:7.2f} ms | server: longest answer"
+                f" {seen['longest_answer_ms']:6.2f} ms (CPU {seen['longest_answer_cpu_ms']:.2f}),"
+                f" >5 ms {slow['count']} (preempted {slow['preempted']}, blocked"
+                f" {slow['blocked']}), longest wait on a connection"
+                f" {seen['longest_connection_wait_ms']:6.2f} ms, idle"
+                f" {seen['longest_idle_ms']:5.2f} ms, GC {seen['gc_longest_ms']:5.2f} ms"
+                f" ({seen['gc_full']} full), waiting for a CPU {seen['runq_share']:.0%}"
+                f" | load {result['load_1m_before']:.2f}",
+                flush=True,
+            )
+
+
 # --- the driver ------------------------------------------------------------------------------
 
 
@@ -292,8 +451,9 @@ def _measure(server: Server, lists: dict[str, Path], names: Sequence[str], secon
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--target", choices=("serve", "ceiling", "asgi", "cache-gc"), default="serve"
+        "--target", choices=("serve", "ceiling", "asgi", "cache-gc", "tail"), default="serve"
     )
+    parser.add_argument("--runs", type=int, default=5, help="wrk runs per scenario (tail)")
     parser.add_argument("--requests", type=int, default=5000, help="per scenario (asgi)")
     parser.add_argument("--scenarios", default="single,random,point")
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -301,7 +461,11 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--lists", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--probe", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe is not None:
+        _serve_probed(args.db, args.port, args.probe)
+        return
     if args.child:
         _serve_ceiling(args.db, args.port, args.lists)
         return
@@ -312,7 +476,7 @@ def main() -> None:
         db = work / "store.duckdb"
         shutil.copyfile(args.db, db)  # the sample is never opened read-write in place
         all_lists = _request_lists(db)
-        if args.target != "serve":
+        if args.target not in ("serve", "tail"):
             all_lists["random"] = all_lists["random"][:CEILING_RANDOM]
             all_lists["point"] = all_lists["point"][:CEILING_POINT]
         if args.target == "asgi":
@@ -329,6 +493,9 @@ def main() -> None:
         env = {"AEROFLOW_DUCKDB_PATH": str(db), "AEROFLOW_PORT": str(port)}
         if args.target == "serve":
             command = [str(VENV_BIN / "aeroflow"), "serve", "--port", str(port), "--db", str(db)]
+        elif args.target == "tail":
+            command = [sys.executable, __file__, "--db", str(db), "--port", str(port)]
+            command += ["--probe", str(work / "probe.json")]
         else:
             command = [sys.executable, __file__, "--child", "--db", str(db), "--port", str(port)]
             command += ["--lists", str(work)]
@@ -344,7 +511,10 @@ def main() -> None:
         server.start(timeout=300)
         try:
             print(f"{args.target}: ready in {time.monotonic() - started:.0f} s, pid {server.pid}")
-            _measure(server, lists, names, args.seconds)
+            if args.target == "tail":
+                _measure_tail(server, lists, names, args.seconds, args.runs, work / "probe.json")
+            else:
+                _measure(server, lists, names, args.seconds)
         finally:
             server.stop()
     subprocess.run(["uptime"], check=False)
