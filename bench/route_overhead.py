@@ -28,8 +28,8 @@ Five targets; the first three run the same scenarios (``single`` cached URL, ``r
   kernel or blocked in a system call), the longest time between two answers on one connection
   (bounds, from the server's side, what any one request waited for it), the longest pause of
   the garbage collector, and the share of the run its event loop's thread was ready to run but
-  waiting for a CPU. A wrk p99 far above the longest wait between two answers on one
-  connection lies outside the server process. The probe costs a few microseconds a request.
+  waiting for a CPU (and wrk's). A wrk p99 far above the longest wait between two answers on
+  one connection lies outside the server process. The probe costs a few microseconds a request.
 
 CPU per request is the server process's user+system time over the run divided by the requests
 wrk completed: less sensitive to the neighbours on a shared machine than req/s. The 1-minute
@@ -56,6 +56,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -306,9 +307,9 @@ class _TailProbe:
         self.idle_longest = 0.0
         self.by_connection: dict[int, float] = {}
         self.connection_longest = 0.0
-        self.gc_longest = 0.0
+        self.gc_longest = (0.0, 0.0)  # wall, CPU seconds
         self.gc_full = 0
-        self._gc_started = 0.0
+        self._gc_started = (0.0, 0.0)
 
     def answer(self, protocol: Any, answered: Any) -> bool:
         usage = resource.getrusage(resource.RUSAGE_THREAD)
@@ -336,9 +337,11 @@ class _TailProbe:
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._gc_started = time.perf_counter()
+            self._gc_started = (time.perf_counter(), time.thread_time())
             return
-        self.gc_longest = max(self.gc_longest, time.perf_counter() - self._gc_started)
+        wall = time.perf_counter() - self._gc_started[0]
+        if wall > self.gc_longest[0]:
+            self.gc_longest = (wall, time.thread_time() - self._gc_started[1])
         self.gc_full += info["generation"] == 2
 
     def report(self) -> dict[str, Any]:
@@ -350,7 +353,8 @@ class _TailProbe:
             "slow_answers": self.slow,
             "longest_connection_wait_ms": round(self.connection_longest * 1e3, 2),
             "longest_idle_ms": round(self.idle_longest * 1e3, 2),
-            "gc_longest_ms": round(self.gc_longest * 1e3, 2),
+            "gc_longest_ms": round(self.gc_longest[0] * 1e3, 2),
+            "gc_longest_cpu_ms": round(self.gc_longest[1] * 1e3, 2),
             "gc_full": self.gc_full,
             "runq_share": round((_runq_ns() - self.runq_before) / 1e9 / elapsed, 3),
         }
@@ -381,6 +385,54 @@ def _serve_probed(db: Path, port: int, report: Path) -> None:
     cli.app()
 
 
+class _WrkWaits(threading.Thread):
+    """How long this process's wrk child, while it ran, waited runnable for a CPU (all its
+    threads, read every 50 ms until it exits: the last 50 ms may be missed)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.done = threading.Event()
+        self.waited_ns = 0
+        self.ran_for = 0.0
+
+    def run(self) -> None:
+        pid = None
+        while pid is None and not self.done.is_set():
+            pid = _child_named("wrk")
+            if pid is None:
+                time.sleep(0.01)
+        started = time.monotonic()
+        first: int | None = None
+        while not self.done.wait(0.05) and pid is not None:
+            try:
+                waited = sum(
+                    int((task / "schedstat").read_text().split()[1])
+                    for task in Path(f"/proc/{pid}/task").iterdir()
+                )
+            except (OSError, IndexError, ValueError):
+                break  # exited
+            first = waited if first is None else first
+            self.waited_ns = waited - first
+            self.ran_for = time.monotonic() - started
+
+    @property
+    def share(self) -> float:
+        return self.waited_ns / 1e9 / self.ran_for if self.ran_for else 0.0
+
+
+def _child_named(name: str) -> int | None:
+    me = str(os.getpid())
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)
+            except OSError:
+                continue
+            if fields[0].endswith(f"({name}") and fields[1].split()[1] == me:
+                return int(entry.name)
+    return None
+
+
 def _probe_report(server: Server, report: Path) -> dict[str, Any]:
     report.unlink(missing_ok=True)
     os.kill(server.pid, signal.SIGUSR1)
@@ -406,8 +458,12 @@ def _measure_tail(
         wait_idle(server.pid)
         _probe_report(server, report)
         for run in range(1, runs + 1):
+            wrk_waits = _WrkWaits()
+            wrk_waits.start()
             result = run_wrk(server.base_url, lists[name], connections=32, seconds=seconds)
             seen = _probe_report(server, report)
+            wrk_waits.done.set()
+            wrk_waits.join()
             wait_idle(server.pid)
             _probe_report(server, report)  # the backlog worked off is not the next run's
             slow = seen["slow_answers"]
@@ -419,8 +475,10 @@ def _measure_tail(
                 f" >5 ms {slow['count']} (preempted {slow['preempted']}, blocked"
                 f" {slow['blocked']}), longest wait on a connection"
                 f" {seen['longest_connection_wait_ms']:6.2f} ms, idle"
-                f" {seen['longest_idle_ms']:5.2f} ms, GC {seen['gc_longest_ms']:5.2f} ms"
-                f" ({seen['gc_full']} full), waiting for a CPU {seen['runq_share']:.0%}"
+                f" {seen['longest_idle_ms']:5.2f} ms, GC {seen['gc_longest_ms']:5.2f} ms (CPU"
+                f" {seen['gc_longest_cpu_ms']:.2f},"
+                f" {seen['gc_full']} full), waiting for a CPU {seen['runq_share']:.0%}"
+                f" | wrk waiting for a CPU {wrk_waits.share:.0%}"
                 f" | load {result['load_1m_before']:.2f}",
                 flush=True,
             )
