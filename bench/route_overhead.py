@@ -29,7 +29,9 @@ Five targets; the first three run the same scenarios (``single`` cached URL, ``r
   (bounds, from the server's side, what any one request waited for it), the longest pause of
   the garbage collector, and the share of the run its event loop's thread was ready to run but
   waiting for a CPU (and wrk's). A wrk p99 far above the longest wait between two answers on
-  one connection lies outside the server process. The probe costs a few microseconds a request.
+  one connection lies outside the server process. Also the serving thread's CPU per answer:
+  all of it, inside the answer, and the answer's ``ReadLane.prepare`` and ``ReadLane.record``
+  (metrics and access line). The probe costs a few microseconds a request.
 
 CPU per request is the server process's user+system time over the run divided by the requests
 wrk completed: less sensitive to the neighbours on a shared machine than req/s. The 1-minute
@@ -310,12 +312,16 @@ class _TailProbe:
         self.gc_longest = (0.0, 0.0)  # wall, CPU seconds
         self.gc_full = 0
         self._gc_started = (0.0, 0.0)
+        # The serving thread's CPU: all of it, and inside the answers and two of their parts.
+        self.cpu_before = time.thread_time()
+        self.cpu = {"answer": 0.0, "prepare": 0.0, "record": 0.0}
 
     def answer(self, protocol: Any, answered: Any) -> bool:
         usage = resource.getrusage(resource.RUSAGE_THREAD)
         start, cpu = time.perf_counter(), time.thread_time()
         result: bool = answered(protocol)
         end = time.perf_counter()
+        self.cpu["answer"] += time.thread_time() - cpu
         wall = end - start
         if wall > SLOW_ANSWER:
             after = resource.getrusage(resource.RUSAGE_THREAD)
@@ -334,6 +340,16 @@ class _TailProbe:
         self.by_connection[id(protocol)] = start
         self.answers += 1
         return result
+
+    def timed(self, part: str, call: Any) -> Any:
+        def timed_call(*args: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return call(*args)
+            finally:
+                self.cpu[part] += time.thread_time() - started
+
+        return timed_call
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -357,15 +373,24 @@ class _TailProbe:
             "gc_longest_cpu_ms": round(self.gc_longest[1] * 1e3, 2),
             "gc_full": self.gc_full,
             "runq_share": round((_runq_ns() - self.runq_before) / 1e9 / elapsed, 3),
+            "cpu_us_per_answer": {
+                part: round(seconds / max(self.answers, 1) * 1e6, 1)
+                for part, seconds in {
+                    "thread": time.thread_time() - self.cpu_before,
+                    **self.cpu,
+                }.items()
+            },
         }
 
 
 def _serve_probed(db: Path, port: int, report: Path) -> None:
     """``aeroflow serve`` as the CLI runs it, with the probe (SIGUSR1: report, then reset)."""
     from aeroflow import cli
-    from aeroflow.api.middleware import read_protocol
+    from aeroflow.api.middleware import lane, read_protocol
 
     probe = _TailProbe()
+    for part in ("prepare", "record"):
+        setattr(lane.ReadLane, part, probe.timed(part, getattr(lane.ReadLane, part)))
     answered = read_protocol.ReadLaneResponses._answered
 
     def probed(protocol: Any) -> bool:
@@ -479,6 +504,7 @@ def _measure_tail(
                 f" {seen['gc_longest_cpu_ms']:.2f},"
                 f" {seen['gc_full']} full), waiting for a CPU {seen['runq_share']:.0%}"
                 f" | wrk waiting for a CPU {wrk_waits.share:.0%}"
+                f" | CPU us per answer {seen['cpu_us_per_answer']}"
                 f" | load {result['load_1m_before']:.2f}",
                 flush=True,
             )
