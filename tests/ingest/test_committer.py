@@ -20,6 +20,7 @@ from aeroflow.ingest.committer import (
     CommitterClosedError,
     CommitterOverloadedError,
     GroupCommitter,
+    Item,
     Outcome,
     company_to_wait_for,
 )
@@ -385,7 +386,7 @@ def test_callback_callers_learn_each_outcome_and_shutdown(store: RecordingStore)
     async def scenario() -> list[Outcome | BaseException]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in range(3)]
-        items = [accepted("a", flight(1)), accepted("a", flight(1)), rejected("p")]
+        items: list[Item] = [accepted("a", flight(1)), accepted("a", flight(1)), rejected("p")]
         for item, future in zip(items, futures, strict=True):
             committer.submit_callback(item, future.set_result)
         return list(await asyncio.gather(*futures))
@@ -481,3 +482,28 @@ store.close()
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert ran.stdout.split() == ["False", "True"]
+
+
+def test_the_writer_raises_the_young_generation_threshold_only(tmp_path: Path) -> None:
+    # In a fresh interpreter (the test process's thresholds are whatever earlier tests left):
+    # Python's 700 is raised, the older generations' thresholds are kept, and a higher young
+    # threshold chosen by the process is not lowered.
+    script = f"""
+import gc
+from pathlib import Path
+from aeroflow.ingest.committer import GroupCommitter
+from aeroflow.storage.duckdb import DuckDBFlightStore
+
+store = DuckDBFlightStore(Path({str(tmp_path / "fresh.duckdb")!r}))
+for preset in [(700, 10, 10), (700, 7, 3), (50_000, 5, 5)]:
+    gc.set_threshold(*preset)
+    committer = GroupCommitter(store, max_batch=10, max_wait_seconds=0.01)
+    committer.start()
+    print(*gc.get_threshold())
+    committer.drain(5)
+store.close()
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert ran.stdout.splitlines() == ["10000 10 10", "10000 7 3", "50000 5 5"]
