@@ -29,8 +29,17 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from aeroflow.storage.port import Flight, FlightPage, FlightPageJson, FlightQuery, Keyset
-from aeroflow.storage.read_model import ids
+from aeroflow.storage.port import (
+    DelayStats,
+    Flight,
+    FlightFilter,
+    FlightPage,
+    FlightPageJson,
+    FlightQuery,
+    GroupBy,
+    Keyset,
+)
+from aeroflow.storage.read_model import ids, stats
 from aeroflow.storage.read_model.columns import (
     CODED,
     DEPARTURE_LINE,
@@ -314,6 +323,24 @@ class FlightReadModel:
         lines = np.concatenate([v.lines for v in values], axis=1)[:, place]
         nulls = np.concatenate([v.nulls for v in values], axis=1)[:, place]
         return RowValues(lines, nulls, all(v.instants_writable for v in values)), more
+
+    def delay_stats(
+        self, group_by: GroupBy, flight_filter: FlightFilter
+    ) -> list[DelayStats] | None:
+        """``port.FlightStore.delay_stats`` from memory (see ``stats``), or None when the
+        counts would take too much memory (then SQL must answer).
+
+        Under the lock only the runs' dead masks and the tail are copied (~1 ms per 10 M
+        rows masked); the scan, ~50-100 ms over 10 M flights, runs outside it, over the runs
+        as they were: runs are immutable but for their masks, and a merge replaces runs
+        rather than changing them. The caller runs this in a worker thread."""
+        with self._lock:
+            sources = [stats.Source(run, run.dead_copy()) for run in self._runs]
+            tail = self._tail.contents() if len(self._tail) else None
+            sizes = self._sizes()
+        if tail is not None:
+            sources.append(stats.Source(Run.build(tail, sizes), None))
+        return stats.delay_stats(sources, self._dictionaries, sizes, group_by, flight_filter)
 
     def get_flight(self, flight_id: str) -> Flight | None:
         key = ids.encode(flight_id)

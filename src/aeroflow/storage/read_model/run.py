@@ -348,6 +348,13 @@ class Run:
         self._dead[rows] = True
         self.dead_count += len(rows)
 
+    def dead_copy(self) -> BoolArray | None:
+        """A copy of the dead rows' mask (None: no row is dead), for reads that run outside
+        the model's lock and must not see later writes mask rows."""
+        if self._dead is None or not self.dead_count:
+            return None
+        return self._dead.copy()
+
     def live_rows(self) -> IntArray | None:
         """The rows not masked, or None for all of them."""
         if self._dead is None or not self.dead_count:
