@@ -1,10 +1,12 @@
 """Delay stats over a big store, in-process: p50/p95 and CPU per query for every group_by,
-without and with filters, through ``DuckDBFlightStore.delay_stats``' own SQL.
+without and with filters, through ``DuckDBFlightStore.delay_stats``: from the read model when
+it is on (the server's default), from DuckDB's SQL with ``--read-model off``.
 
-No HTTP and no response cache: this is the engine's share of an uncached
+No HTTP and no response cache: this is the store's share of an uncached
 ``GET /v1/stats/delays`` (the scaling benchmark measures the same through the server, for
 carrier and month only). The store is opened read-only with the server's defaults (2 threads,
-512MB buffer pool), so the data files under bench/.data are never modified.
+512MB buffer pool), so the data files under bench/.data are never modified. For an A/B, run
+this script with ``PYTHONPATH`` pointing at another checkout's ``src``.
 
     .venv/bin/python bench/bench_stats.py --store bench/.data/flights-10000k.duckdb
 """
@@ -12,18 +14,17 @@ carrier and month only). The store is opened read-only with the server's default
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 from harness import load_average, log, machine_info, save_json
 
+from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import FlightFilter, GroupBy
-from aeroflow.storage.queries import build_delay_stats
-from aeroflow.storage.rows import delay_stats_from_row
 
 FILTERS = {
     "none": FlightFilter(),
@@ -40,22 +41,15 @@ def _percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(
-    conn: duckdb.DuckDBPyConnection, group_by: GroupBy, name: str, runs: int
-) -> dict[str, Any]:
-    query = build_delay_stats(group_by, FILTERS[name], "duckdb", table="flights")
-    cursor = conn.cursor()
-    cursor.execute(query.sql, query.params).fetchall()  # warm: plan, buffer pool
+def measure(store: DuckDBFlightStore, group_by: GroupBy, name: str, runs: int) -> dict[str, Any]:
+    flight_filter = FILTERS[name]
+    store.delay_stats(group_by, flight_filter)  # warm: plan, buffer pool, caches
     load_before = load_average()
     seconds: list[float] = []
     cpu_started = time.process_time()
     for _ in range(runs):
         started = time.perf_counter()
-        result = cursor.execute(query.sql, query.params)
-        names = [d[0] for d in result.description or ()]
-        groups = [
-            delay_stats_from_row(dict(zip(names, row, strict=True))) for row in result.fetchall()
-        ]
+        groups = store.delay_stats(group_by, flight_filter)
         seconds.append(time.perf_counter() - started)
     cpu = (time.process_time() - cpu_started) / runs
     ordered = sorted(seconds)
@@ -77,23 +71,24 @@ def measure(
     return point
 
 
-def run(store: Path, runs: int) -> dict[str, Any]:
+def run(store_path: Path, runs: int, *, read_model: bool = True) -> dict[str, Any]:
     report: dict[str, Any] = {
         "benchmark": "stats",
-        "store": store.name,
+        "store": store_path.name,
+        "read_model": read_model,
         "machine": machine_info(),
         "load_average_start": load_average(),
     }
-    config: dict[str, str | bool | int | float | list[str]] = {
-        "threads": 2,
-        "memory_limit": "512MB",
-    }
-    with duckdb.connect(str(store), read_only=True, config=config) as conn:
-        (rows,) = conn.execute("SELECT count(*) FROM flights").fetchall()
-        report["flights"] = rows[0]
+    store = DuckDBFlightStore(
+        store_path, threads=2, memory_limit="512MB", read_model=read_model, read_only=True
+    )
+    try:
+        report["flights"] = sum(s.flights for s in store.delay_stats(GroupBy.HOUR, FlightFilter()))
         report["points"] = [
-            measure(conn, group_by, name, runs) for name in FILTERS for group_by in GroupBy
+            measure(store, group_by, name, runs) for name in FILTERS for group_by in GroupBy
         ]
+    finally:
+        store.close()
     report["load_average_end"] = load_average()
     return report
 
@@ -102,8 +97,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--store", type=Path, required=True, help="a DuckDB store file")
     parser.add_argument("--runs", type=int, default=20, help="timed queries per point")
+    parser.add_argument(
+        "--read-model",
+        choices=("on", "off"),
+        default="on",
+        help="answer from the read model (the server's default) or from DuckDB's SQL",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="write the JSON here (A/B runs) instead of bench/results"
+    )
     args = parser.parse_args()
-    save_json("stats", run(args.store, args.runs))
+    report = run(args.store, args.runs, read_model=args.read_model == "on")
+    if args.out is None:
+        save_json("stats", report)
+    else:
+        args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
