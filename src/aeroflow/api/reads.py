@@ -5,10 +5,10 @@ event loop, which would stall every other request. A store answering from memory
 microseconds is called inline: the hop to a worker thread and back costs more than the read.
 
 Only the page and lookup reads (``list_flights``, ``get_flight``) go through :func:`read`.
-``delay_stats`` and ``ping`` always run in a worker thread: DuckDB's in-memory read model
-serves pages and lookups only, so with it ``reads_block`` is False while aggregates and the
-ping still query DuckDB (tens to hundreds of milliseconds for stats over millions of rows),
-and the thread hop is noise next to such a query.
+``delay_stats`` and ``ping`` always run in a worker thread: ``reads_block`` speaks for pages
+and lookups only. The ping queries DuckDB, and an aggregate scans every matching flight,
+whether DuckDB or the read model answers it (tens of milliseconds over millions of rows from
+the model, more from SQL): the thread hop is noise next to that, and the loop must not stall.
 """
 
 from __future__ import annotations
