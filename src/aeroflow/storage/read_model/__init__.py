@@ -1,8 +1,9 @@
 """An in-memory, index-organised read model of ``flights`` for the DuckDB adapter.
 
 ``DuckDBFlightStore`` loads it at open and feeds it every committed batch, then answers
-``list_flights`` and ``get_flight`` from it in microseconds instead of a SQL query each; see
-``model`` for the layout and docs/performance.md for the figures.
+``list_flights`` and ``get_flight`` from it in microseconds instead of a SQL query each, and
+``delay_stats`` by counting over its columns (``stats``); see ``model`` for the layout and
+docs/performance.md for the figures.
 """
 
 from __future__ import annotations
