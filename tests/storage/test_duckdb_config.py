@@ -12,7 +12,12 @@ from storage_factories import flight_dataset
 from aeroflow.bootstrap import build_store
 from aeroflow.settings import Settings
 from aeroflow.storage.duckdb import DuckDBFlightStore
-from aeroflow.storage.duckdb_config import LOADING_LIMIT, loading_buffers, size_bytes
+from aeroflow.storage.duckdb_config import (
+    LOADING_LIMIT,
+    WRITE_CHECKPOINT_THRESHOLD,
+    loading_buffers,
+    size_bytes,
+)
 
 
 def _limit(store: DuckDBFlightStore) -> str:
@@ -127,3 +132,26 @@ def test_a_smaller_configured_limit_also_bounds_the_load(tmp_path: Path) -> None
         assert _limit(store) in {"32.0 MB", "30.5 MiB"}
     finally:
         store.close()
+
+
+def _checkpoint_threshold(store: DuckDBFlightStore) -> str:
+    row = store._conn.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_the_writer_checkpoints_less_often_when_the_pool_can_hold_the_wal(
+    tmp_path: Path,
+) -> None:
+    default_pool = DuckDBFlightStore(tmp_path / "w.duckdb")
+    settings_pool = DuckDBFlightStore(tmp_path / "x.duckdb", memory_limit="512MB")
+    small_pool = DuckDBFlightStore(tmp_path / "y.duckdb", memory_limit="256MB")
+    try:
+        assert size_bytes(WRITE_CHECKPOINT_THRESHOLD) == 64 * 10**6
+        assert _checkpoint_threshold(default_pool) in {"64.0 MB", "61.0 MiB"}
+        assert _checkpoint_threshold(settings_pool) in {"64.0 MB", "61.0 MiB"}
+        # Too small a pool for 64MB of uncheckpointed rows: DuckDB's default (16MB) stays.
+        assert _checkpoint_threshold(small_pool) in {"16.0 MiB", "16.0 MB"}
+    finally:
+        for store in (default_pool, settings_pool, small_pool):
+            store.close()

@@ -40,6 +40,7 @@ from aeroflow.storage.duckdb_config import (
     connection_config,
     loading_buffers,
     purge_freed_memory,
+    write_checkpoints,
 )
 from aeroflow.storage.duckdb_rows import EventRows, RecencyKey, event_rows, rejected_rows
 from aeroflow.storage.duckdb_rows import prepare as prepare_rows
@@ -270,6 +271,7 @@ class DuckDBFlightStore:
                 if read_only:
                     _check_schema(self._conn, path)
                 else:
+                    write_checkpoints(self._conn, memory_limit)
                     for table in TABLES:
                         self._conn.execute(table.duckdb_ddl())
                 # Write-path hints (see _known_ids); this process is the file's only writer.
