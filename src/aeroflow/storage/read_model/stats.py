@@ -47,6 +47,10 @@ _FIRST_DAY: Final = int(np.datetime64("1000-01-01", "D").astype(np.int64))
 _END_DAY: Final = int(np.datetime64("9999-12-01", "D").astype(np.int64))
 _TIME_GROUPS: Final = (GroupBy.MONTH, GroupBy.WEEKDAY, GroupBy.HOUR)
 _NO_DAYS: Final[Index] = np.empty(0, np.int32)
+_NO_STARTS: Final[Counts] = np.empty(0, np.int64)
+# Months are cut by departure order (see ``_Months``) when local departures lie at most this
+# far on either side of the departures' band; beyond, every row is computed.
+_MONTH_BAND_US: Final = 7 * _DAY_US
 # Outcomes counted per group: [not cancelled, cancelled] x [no arrival delay, late, on time].
 _OUTCOMES: Final = 6
 
@@ -70,6 +74,8 @@ class _Groups:
     # By month: day number -> group index, from ``first_day``.
     day_table: Index = dataclasses.field(default_factory=lambda: _NO_DAYS)
     first_day: int = 0
+    # By month: where groups 1..count-1 begin, local µs.
+    starts: Counts = dataclasses.field(default_factory=lambda: _NO_STARTS)
 
 
 def delay_stats(
@@ -140,7 +146,8 @@ def _groups(
     count = int(months[-1]) - first_month + 1
     labels = [str(m) for m in np.arange(first_month, first_month + count).astype("datetime64[M]")]
     table: Index = (months - first_month).astype(np.int32)
-    return _Groups(count, labels, list(range(count)), table, first_day)
+    starts = (np.flatnonzero(np.diff(table)) + 1 + first_day) * _DAY_US
+    return _Groups(count, labels, list(range(count)), table, first_day, starts)
 
 
 def _local_bounds(run: Run) -> tuple[int, int]:
@@ -200,12 +207,19 @@ def _count(
     run_counts = np.zeros(groups.count * width + 1, np.int64)
     run_outcomes = np.zeros(groups.count * _OUTCOMES + 1, np.int64)
     min_stored = None if plan.min_dep_delay is None else max(plan.min_dep_delay - delay.low, 0)
+    months = None
+    spread = (local.high - local.low) * local.unit
+    if group_by is GroupBy.MONTH and spread <= _MONTH_BAND_US:
+        months = _Months(run, groups)
     for start in range(0, total, _CHUNK):
         stop = min(start + _CHUNK, total)
         rows: IntArray | slice = (
             slice(lo + start, lo + stop) if posted is None else posted[start:stop]
         )
-        group = _group_of(run, rows, group_by, groups, local.unit, local.low)
+        if months is not None:
+            group = months.of(rows, stop - start)
+        else:
+            group = _group_of(run, rows, group_by, groups, local.unit, local.low)
         matched = _matches(source, plan, checks, rows, min_stored)
         # Arithmetic in one narrow type (int32: cells are at most _MAX_CELLS): mixing int8
         # or int16 operands into intp arrays cost numpy a buffered cast per operation.
@@ -268,6 +282,51 @@ def _group_of(
     stored -= groups.first_day
     month: Index = groups.day_table.take(stored)
     return month
+
+
+class _Months:
+    """Month groups of ascending rows of a run, cut by departure order: a row's local
+    departure is its departure plus an offset in the run's packed range, so a row departing
+    well before a month's start (by more than the largest offset) is surely before it, one
+    departing after it minus the smallest offset surely in it or later. Only rows in between,
+    within a day or so of each month's start, are computed; the others are filled in slices.
+    """
+
+    def __init__(self, run: Run, groups: _Groups) -> None:
+        local = run.packed["scheduled_departure_local"]
+        self._run = run
+        self._groups = groups
+        # Rows from ``surely_in[k]`` on are in group k + 1 or later; rows before
+        # ``maybe_in[k]`` are in group k or earlier.
+        self._surely_in = np.searchsorted(run.departures, groups.starts - local.low * local.unit)
+        self._maybe_in = np.searchsorted(run.departures, groups.starts - local.high * local.unit)
+
+    def of(self, rows: IntArray | slice, count: int) -> Index:
+        if isinstance(rows, slice):
+            surely = np.clip(self._surely_in - rows.start, 0, count)
+            maybe = np.clip(self._maybe_in - rows.start, 0, count)
+        else:
+            surely = np.searchsorted(rows, self._surely_in)
+            maybe = np.searchsorted(rows, self._maybe_in)
+        group = np.empty(count, np.int32)
+        done, value = 0, int(np.searchsorted(surely, 0, "right"))
+        for k in np.flatnonzero((surely > 0) & (surely < count)).tolist():
+            at = int(surely[k])
+            group[done:at] = value
+            done, value = at, k + 1
+        group[done:] = value
+        local = self._run.packed["scheduled_departure_local"]
+        for k in np.flatnonzero(maybe < surely).tolist():
+            first, last = int(maybe[k]), int(surely[k])
+            part = (
+                slice(rows.start + first, rows.start + last)
+                if isinstance(rows, slice)
+                else rows[first:last]
+            )
+            group[first:last] = _group_of(
+                self._run, part, GroupBy.MONTH, self._groups, local.unit, local.low
+            )
+        return group
 
 
 def _matches(
