@@ -6,10 +6,9 @@ DuckDB Arrow-insert ceiling of the same rows, freshness, and (``--demo``) the fu
   message of the server (split into its event loop, the HTTP side, and its other threads, the
   group committer's writer and DuckDB: the storage side) and of the publisher (from /proc and
   the process clock): on a shared 2-core machine the wall-clock rate depends on what else runs,
-  CPU per message much less;
-  the 1-minute load average is recorded next to every figure, and the share of the run the
-  event loop and the busiest other thread (the writer) spent runnable but waiting for a CPU. Batch sizes and commit times
-  come from the server's /metrics.
+  CPU per message much less; the 1-minute load average is recorded next to every figure, and
+  the share of the run the event loop and the busiest other thread (the writer) spent
+  runnable but waiting for a CPU. Batch sizes and commit times come from the server's /metrics.
 * ceiling: the rows the largest push run stored, re-inserted from one Arrow table into a fresh
   store (flight_events in one INSERT, flights derived in one more statement).
 * freshness: a probe message posted (one at a time, 20/s), then ``GET /v1/flights/{id}``
