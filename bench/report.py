@@ -501,7 +501,8 @@ def write_report() -> Path:
     stats = _load("stats")
     if stats:
         parts += [
-            f"## Delay stats over {stats['flights']:,} flights, uncached (DuckDB, one at a time)",
+            f"## Delay stats over {stats['flights']:,} flights, uncached, one at a time"
+            f" ({'the read model' if stats.get('read_model', True) else 'DuckDB SQL'})",
             "",
             _table(
                 ["group_by", "filter", "groups", "p50 ms", "p95 ms", "CPU ms / query", "load"],
