@@ -440,9 +440,18 @@ class Run:
 
     def search(self, plan: Plan) -> IntArray:
         """Up to ``plan.want`` row numbers matching ``plan``, in the query's order."""
+        candidates = self.candidates(plan)
+        if candidates is None:
+            return np.empty(0, np.int64)
+        return self._scan(plan, *candidates)
+
+    def candidates(self, plan: Plan) -> tuple[dict[str, int], IntArray | None, int, int] | None:
+        """Where rows matching ``plan`` can be (None: nowhere): the equality checks still to
+        make, the smallest posting list of an equality filter within the window (None: no
+        such filter), and the positions [lo, hi) the departure window and keyset leave."""
         lo, hi = self._bounds(plan)
         if lo >= hi:
-            return np.empty(0, np.int64)
+            return None
         posted = None
         checks = dict(plan.equal)
         for name, code in plan.equal.items():
@@ -452,7 +461,7 @@ class Run:
                 chosen = name
         if posted is not None:
             del checks[chosen]
-        return self._scan(plan, checks, posted, lo, hi)
+        return checks, posted, lo, hi
 
     def _posted(self, name: str, code: int, lo: int, hi: int) -> tuple[int, int]:
         """Where the rows in [lo, hi) of ``code`` sit in ``name``'s posting list (as

@@ -158,28 +158,6 @@ def _local_bounds(run: Run) -> tuple[int, int]:
     return first + local.low * local.unit, last + local.high * local.unit
 
 
-def _rows(run: Run, plan: Plan) -> tuple[IntArray | None, int, int, dict[str, int]]:
-    """The candidate rows: positions [lo, hi) of the departure window, narrowed to the
-    smallest posting list of an equality filter (returned, else None); and the equality
-    checks left to make on them."""
-    lo, hi = 0, len(run)
-    if plan.departure_from is not None:
-        lo = int(np.searchsorted(run.departures, plan.departure_from, "left"))
-    if plan.departure_to is not None:
-        hi = max(lo, int(np.searchsorted(run.departures, plan.departure_to, "left")))
-    checks = dict(plan.equal)
-    posted: IntArray | None = None
-    chosen = ""
-    for name, code in plan.equal.items():
-        rows = run.postings[name].of(code)
-        first, last = np.searchsorted(rows, (lo, hi), "left")
-        if posted is None or last - first < len(posted):
-            posted, chosen = rows[first:last], name
-    if posted is not None:
-        del checks[chosen]
-    return posted, lo, hi, checks
-
-
 def _count(
     source: Source,
     plan: Plan,
@@ -193,7 +171,10 @@ def _count(
 ) -> None:
     """Add the source's matching rows to ``counts`` (group x delay slot) and ``outcomes``."""
     run = source.run
-    posted, lo, hi, checks = _rows(run, plan)
+    candidates = run.candidates(plan)
+    if candidates is None:
+        return
+    checks, posted, lo, hi = candidates
     total = hi - lo if posted is None else len(posted)
     delay = run.packed["dep_delay_minutes"]
     width = delay.high - delay.low + 2 if delay.high >= delay.low else 1
