@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+from hypothesis import strategies as st
 
 from aeroflow.domain.events import FlightEvent, FlightStatus
 from aeroflow.storage.port import (
     AcceptedMessage,
     Flight,
+    FlightFilter,
     MessageMeta,
     RejectedMessage,
     RejectReason,
@@ -24,6 +26,28 @@ from aeroflow.storage.port import (
 
 NEW_YORK_WINTER = timezone(timedelta(hours=-5))
 BASE_PUBLISH = datetime(2013, 1, 1, tzinfo=UTC)
+
+
+def flight_filters(
+    *,
+    carriers: Sequence[str],
+    origins: Sequence[str],
+    destinations: Sequence[str],
+    departures: st.SearchStrategy[datetime],
+    min_dep_delays: st.SearchStrategy[int],
+) -> st.SearchStrategy[FlightFilter]:
+    """Filters with any combination of fields set (each one left out as often as not), over
+    the given values: include a value no flight has to reach the empty answers."""
+    return st.builds(
+        FlightFilter,
+        carrier=st.none() | st.sampled_from(carriers),
+        origin=st.none() | st.sampled_from(origins),
+        destination=st.none() | st.sampled_from(destinations),
+        status=st.none() | st.sampled_from(list(FlightStatus)),
+        departure_from=st.none() | departures,
+        departure_to=st.none() | departures,
+        min_dep_delay=st.none() | min_dep_delays,
+    )
 
 
 def make_event(

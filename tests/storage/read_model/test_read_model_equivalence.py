@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from storage_factories import accepted, make_event
+from storage_factories import accepted, flight_filters, make_event
 
 from aeroflow.domain.events import FlightStatus
 from aeroflow.storage.duckdb import DuckDBFlightStore
 from aeroflow.storage.port import (
-    FlightFilter,
     FlightPage,
     FlightPageJson,
     FlightQuery,
@@ -86,15 +85,12 @@ instants = st.builds(
     st.sampled_from([0, 11, 11.5, 12, 14, 15.5, 16, 24]),
     st.sampled_from([0, -5, 3]),
 )
-filters = st.builds(
-    FlightFilter,
-    carrier=st.none() | st.sampled_from([*CARRIERS, "ZZ"]),
-    origin=st.none() | st.sampled_from([*ORIGINS, "SFO"]),
-    destination=st.none() | st.sampled_from([*DESTINATIONS, "XXX"]),
-    status=st.none() | st.sampled_from(list(FlightStatus)),
-    departure_from=st.none() | instants,
-    departure_to=st.none() | instants,
-    min_dep_delay=st.none() | st.integers(-20, 100),
+filters = flight_filters(
+    carriers=[*CARRIERS, "ZZ"],
+    origins=[*ORIGINS, "SFO"],
+    destinations=[*DESTINATIONS, "XXX"],
+    departures=instants,
+    min_dep_delays=st.integers(-20, 100),
 )
 flight_ids = st.sampled_from(
     [

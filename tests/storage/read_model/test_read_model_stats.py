@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from storage_factories import accepted, flight_dataset, make_event
+from storage_factories import accepted, flight_dataset, flight_filters, make_event
 
 from aeroflow.domain.events import FlightStatus
 from aeroflow.storage.duckdb import DuckDBFlightStore
@@ -79,15 +79,12 @@ instants = st.builds(
     st.sampled_from([0, 5, 12, 23.5]),
     st.sampled_from([0, -5, 3]),
 )
-filters = st.builds(
-    FlightFilter,
-    carrier=st.none() | st.sampled_from([*CARRIERS, "ZZ"]),
-    origin=st.none() | st.sampled_from([*ORIGINS, "SFO"]),
-    destination=st.none() | st.sampled_from([*DESTINATIONS, "XXX"]),
-    status=st.none() | st.sampled_from(list(FlightStatus)),
-    departure_from=st.none() | instants,
-    departure_to=st.none() | instants,
-    min_dep_delay=st.none() | st.integers(-40, 100),
+filters = flight_filters(
+    carriers=[*CARRIERS, "ZZ"],
+    origins=[*ORIGINS, "SFO"],
+    destinations=[*DESTINATIONS, "XXX"],
+    departures=instants,
+    min_dep_delays=st.integers(-40, 100),
 )
 tunings = st.builds(
     Tuning,
